@@ -1,0 +1,625 @@
+//! Chunks: the unit of memory every other module manipulates.
+//!
+//! # Glossary
+//! - **chunk**: a 16-byte aligned run of heap memory that starts with a
+//!   two-word header. Every byte of a segment (between its header area and
+//!   its fencepost) belongs to exactly one chunk.
+//! - **mem** (user pointer): `chunk + 16`, the address handed to callers.
+//! - **head**: the second header word: the chunk's size with three flag bits
+//!   in the low bits (see [`Head`]).
+//! - **prev_foot**: the first header word. It belongs to the *previous*
+//!   chunk: while that chunk is free it holds its size (the boundary tag);
+//!   while it is in use it is the last 8 bytes of its payload.
+//! - **boundary tag**: that copy of a free chunk's size at its end, which lets
+//!   `free` find the start of a free predecessor and merge with it.
+//! - **overhead**: 8 bytes per in-use chunk (its head). The prev_foot of a
+//!   chunk counts against its predecessor's payload, not against itself.
+//!
+//! # Layout on x86-64 (dlmalloc 2.8.6 without FOOTERS)
+//!
+//! ```text
+//!  An in-use chunk                         A free chunk
+//!
+//!  chunk ->+-----------------------------+ chunk ->+-----------------------------+
+//!          | prev_foot: previous chunk's |         | prev_foot: (in use before)  |
+//!          | size if it is free, else    |         |                             |
+//!          | its payload                 |         |                             |
+//!          +-----------------------------+         +-----------------------------+
+//!          | head: size | C=1 | P        |         | head: size | C=0 | P=1      |
+//!  mem --->+-----------------------------+         +-----------------------------+
+//!          | payload ...                 |         | fd: next chunk in the bin   |
+//!          .                             .         +-----------------------------+
+//!          .                             .         | bk: previous chunk in bin   |
+//!          |                             |         +-----------------------------+
+//!  next -->+ - - - - - - - - - - - - - - +         | (tree chunks: child[0],     |
+//!          | ... last 8 payload bytes    |         |  child[1], parent, index)   |
+//!          | (= next chunk's prev_foot)  |         | unused ...                  |
+//!          +-----------------------------+ next -->+-----------------------------+
+//!          | next head: size | C | P=1   |         | prev_foot = size (the tag)  |
+//!          +-----------------------------+         +-----------------------------+
+//!                                                  | next head: size | C=1 | P=0 |
+//!                                                  +-----------------------------+
+//! ```
+//!
+//! Flag bits of `head` (see [`Head`]): `P` = PINUSE (bit 0, the *previous*
+//! chunk is in use), `C` = CINUSE (bit 1, this chunk is in use), `4` = FLAG4
+//! (bit 2; unused by dlmalloc, Tessera marks chunks parked in a thread cache
+//! with it). Chunks that were mapped directly from the OS have both P and C
+//! clear; their prev_foot holds the distance back to the start of their
+//! mapping. A fencepost has head `8 | C | P` and ends a segment.
+//!
+//! # Invariants (all chunks except fenceposts)
+//! - `chunk % 16 == 0` and `size % 16 == 0` and `size >= MIN_CHUNK_SIZE`.
+//! - `next(chunk).head.pinuse() == chunk.head.cinuse()` inside a segment.
+//! - A free chunk's `next(chunk).prev_foot == size`.
+//! - No two free chunks are adjacent (free merges them), so a free chunk
+//!   always has PINUSE set and its next chunk has CINUSE set.
+
+use core::fmt;
+use core::ptr;
+
+/// Bytes in a machine word (`size_t`).
+pub const WORD: usize = core::mem::size_of::<usize>();
+/// Alignment of every chunk and every user pointer.
+pub const MALLOC_ALIGNMENT: usize = 16;
+/// `MALLOC_ALIGNMENT - 1`, dlmalloc's CHUNK_ALIGN_MASK.
+pub const CHUNK_ALIGN_MASK: usize = MALLOC_ALIGNMENT - 1;
+/// Bytes an in-use chunk spends on its header (only `head`; see the module docs).
+pub const CHUNK_OVERHEAD: usize = WORD;
+/// Bytes a directly mapped chunk spends on its header (it has no successor
+/// whose prev_foot it could borrow).
+pub const MMAP_CHUNK_OVERHEAD: usize = 2 * WORD;
+/// Size of the smallest chunk: header plus the two free-list links.
+pub const MIN_CHUNK_SIZE: usize = 32;
+/// Largest request that still gets a [`MIN_CHUNK_SIZE`] chunk.
+pub const MIN_REQUEST: usize = MIN_CHUNK_SIZE - CHUNK_OVERHEAD - 1;
+/// Offset from a chunk to its user pointer.
+pub const MEM_OFFSET: usize = 2 * WORD;
+/// Requests at or above this size fail at once. Far beyond any address
+/// space the kernel hands out, and small enough that rounding never
+/// overflows.
+pub const MAX_REQUEST: usize = isize::MAX as usize / 2;
+
+const _: () = assert!(WORD == 8, "Tessera's chunk layout is written for 64-bit targets");
+const _: () = assert!(MALLOC_ALIGNMENT.is_power_of_two());
+const _: () = assert!(MIN_CHUNK_SIZE % MALLOC_ALIGNMENT == 0);
+const _: () = assert!(core::mem::size_of::<Chunk>() == MIN_CHUNK_SIZE);
+
+/// Pads a request to a chunk size: room for the head, rounded up to 16.
+/// dlmalloc's `pad_request`. Only meaningful for `req < MAX_REQUEST`.
+#[inline(always)]
+pub const fn pad_request(req: usize) -> usize {
+    (req + CHUNK_OVERHEAD + CHUNK_ALIGN_MASK) & !CHUNK_ALIGN_MASK
+}
+
+/// The chunk size that serves a request of `req` bytes (dlmalloc's
+/// `request2size`): 32 for 0..=23 bytes, else [`pad_request`].
+#[inline(always)]
+pub const fn request2size(req: usize) -> usize {
+    if req < MIN_REQUEST {
+        MIN_CHUNK_SIZE
+    } else {
+        pad_request(req)
+    }
+}
+
+/// Rounds `x` up to a multiple of `align` (a power of two). The caller
+/// guarantees no overflow.
+#[inline(always)]
+pub const fn align_up(x: usize, align: usize) -> usize {
+    (x + align - 1) & !(align - 1)
+}
+
+/// Rounds `x` down to a multiple of `align` (a power of two).
+#[inline(always)]
+pub const fn align_down(x: usize, align: usize) -> usize {
+    x & !(align - 1)
+}
+
+/// The `head` word of a chunk: a size and three flag bits.
+///
+/// Size bits are everything above bit 2; for ordinary chunks the size is a
+/// multiple of 16, for fenceposts it is 8. The `Debug` impl decodes the flags
+/// (`Head(0x91 = 144 | P)`), which the visualiser reuses.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(transparent)]
+pub struct Head(pub usize);
+
+impl Head {
+    /// The previous chunk is in use (dlmalloc's PINUSE_BIT).
+    pub const PINUSE: usize = 1;
+    /// This chunk is in use (dlmalloc's CINUSE_BIT).
+    pub const CINUSE: usize = 2;
+    /// Spare bit. Tessera: the chunk is parked in a thread cache (in use as
+    /// far as the heap knows, free as far as the program knows).
+    pub const FLAG4: usize = 4;
+    /// PINUSE | CINUSE.
+    pub const INUSE_BITS: usize = Self::PINUSE | Self::CINUSE;
+    /// All flag bits.
+    pub const FLAG_BITS: usize = Self::PINUSE | Self::CINUSE | Self::FLAG4;
+    /// The head of a fencepost: a pseudo chunk of size 8, in use, whose
+    /// predecessor is in use. Ends every segment so that nothing coalesces
+    /// past it.
+    pub const FENCEPOST: usize = Self::INUSE_BITS | WORD;
+
+    /// The size encoded in this head (flag bits masked off).
+    #[inline(always)]
+    pub const fn size(self) -> usize {
+        self.0 & !Self::FLAG_BITS
+    }
+    /// Is the previous chunk in use?
+    #[inline(always)]
+    pub const fn pinuse(self) -> bool {
+        self.0 & Self::PINUSE != 0
+    }
+    /// Is this chunk in use (CINUSE set)?
+    #[inline(always)]
+    pub const fn cinuse(self) -> bool {
+        self.0 & Self::CINUSE != 0
+    }
+    /// Is FLAG4 set?
+    #[inline(always)]
+    pub const fn flag4(self) -> bool {
+        self.0 & Self::FLAG4 != 0
+    }
+    /// In use from the program's point of view: CINUSE set, or directly
+    /// mapped (both inuse bits clear). dlmalloc's `is_inuse`.
+    #[inline(always)]
+    pub const fn is_inuse(self) -> bool {
+        self.0 & Self::INUSE_BITS != Self::PINUSE
+    }
+    /// Directly mapped from the OS (both inuse bits clear). dlmalloc's
+    /// `is_mmapped`.
+    #[inline(always)]
+    pub const fn is_mmapped(self) -> bool {
+        self.0 & Self::INUSE_BITS == 0
+    }
+    /// Is this the head of a fencepost?
+    #[inline(always)]
+    pub const fn is_fencepost(self) -> bool {
+        self.0 & !Self::PINUSE == Self::FENCEPOST & !Self::PINUSE
+    }
+}
+
+impl fmt::Debug for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Head({:#x} = {}", self.0, self.size())?;
+        if self.is_mmapped() {
+            f.write_str(" | MMAPPED")?;
+        }
+        if self.pinuse() {
+            f.write_str(" | P")?;
+        }
+        if self.cinuse() {
+            f.write_str(" | C")?;
+        }
+        if self.flag4() {
+            f.write_str(" | 4")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A chunk header as dlmalloc's `struct malloc_chunk`. The `fd`/`bk` words
+/// are only meaningful while the chunk is free and lie in what is payload
+/// while it is in use.
+///
+/// Chunks are never handled by reference: all access goes through the
+/// associated functions below, which take raw pointers, because the memory
+/// is shared with user payloads and with neighbouring chunks' fields.
+#[repr(C)]
+pub struct Chunk {
+    /// Size of the previous chunk if it is free (else its payload).
+    pub prev_foot: usize,
+    /// Size and flags of this chunk.
+    pub head: Head,
+    /// Next chunk in the same bin (free chunks only).
+    pub fd: *mut Chunk,
+    /// Previous chunk in the same bin (free chunks only).
+    pub bk: *mut Chunk,
+}
+
+/// A free chunk of at least 256 bytes, kept in a tree bin (dlmalloc's
+/// `struct malloc_tree_chunk`). The first four words are those of [`Chunk`];
+/// `fd`/`bk` link chunks of *equal* size into a ring.
+#[repr(C)]
+pub struct TreeChunk {
+    /// Shared header and ring links.
+    pub chunk: Chunk,
+    /// Subtrees: keys with the next bit 0 go left (`child[0]`), 1 right.
+    pub child: [*mut TreeChunk; 2],
+    /// The parent node; for the root, the address of its bin slot (never
+    /// dereferenced); null for ring members that are not the tree node.
+    pub parent: *mut TreeChunk,
+    /// Index of the tree bin this chunk lives in.
+    pub index: u32,
+}
+
+impl Chunk {
+    /// The user pointer of a chunk (dlmalloc's `chunk2mem`).
+    #[inline(always)]
+    pub fn to_mem(p: *mut Chunk) -> *mut u8 {
+        p.cast::<u8>().wrapping_add(MEM_OFFSET)
+    }
+
+    /// The chunk of a user pointer (dlmalloc's `mem2chunk`). Pure address
+    /// arithmetic: the result is only safe to read once validated.
+    #[inline(always)]
+    pub fn from_mem(mem: *mut u8) -> *mut Chunk {
+        mem.wrapping_sub(MEM_OFFSET).cast()
+    }
+
+    /// The chunk `offset` bytes after `p` (dlmalloc's `chunk_plus_offset`).
+    #[inline(always)]
+    pub fn plus_offset(p: *mut Chunk, offset: usize) -> *mut Chunk {
+        p.cast::<u8>().wrapping_add(offset).cast()
+    }
+
+    /// The chunk `offset` bytes before `p` (dlmalloc's `chunk_minus_offset`).
+    #[inline(always)]
+    pub fn minus_offset(p: *mut Chunk, offset: usize) -> *mut Chunk {
+        p.cast::<u8>().wrapping_sub(offset).cast()
+    }
+
+    /// Reads the head word.
+    ///
+    /// # Safety
+    /// `p` must point to a readable chunk header.
+    #[inline(always)]
+    pub unsafe fn head(p: *mut Chunk) -> Head {
+        // SAFETY: the caller guarantees `p` points to a readable header.
+        unsafe { ptr::addr_of!((*p).head).read() }
+    }
+
+    /// Writes the head word.
+    ///
+    /// # Safety
+    /// `p` must point to a writable chunk header.
+    #[inline(always)]
+    pub unsafe fn set_head(p: *mut Chunk, head: usize) {
+        // SAFETY: the caller guarantees `p` points to a writable header.
+        unsafe { ptr::addr_of_mut!((*p).head).write(Head(head)) }
+    }
+
+    /// Reads the prev_foot word.
+    ///
+    /// # Safety
+    /// `p` must point to a readable chunk header.
+    #[inline(always)]
+    pub unsafe fn prev_foot(p: *mut Chunk) -> usize {
+        // SAFETY: the caller guarantees `p` points to a readable header.
+        unsafe { ptr::addr_of!((*p).prev_foot).read() }
+    }
+
+    /// Writes the prev_foot word.
+    ///
+    /// # Safety
+    /// `p` must point to a writable chunk header.
+    #[inline(always)]
+    pub unsafe fn set_prev_foot(p: *mut Chunk, foot: usize) {
+        // SAFETY: the caller guarantees `p` points to a writable header.
+        unsafe { ptr::addr_of_mut!((*p).prev_foot).write(foot) }
+    }
+
+    /// The chunk's size, flags masked off (dlmalloc's `chunksize`).
+    ///
+    /// # Safety
+    /// As for [`Chunk::head`].
+    #[inline(always)]
+    pub unsafe fn size(p: *mut Chunk) -> usize {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::head(p).size() }
+    }
+
+    /// Is CINUSE set?
+    ///
+    /// # Safety
+    /// As for [`Chunk::head`].
+    #[inline(always)]
+    pub unsafe fn cinuse(p: *mut Chunk) -> bool {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::head(p).cinuse() }
+    }
+
+    /// Is PINUSE set?
+    ///
+    /// # Safety
+    /// As for [`Chunk::head`].
+    #[inline(always)]
+    pub unsafe fn pinuse(p: *mut Chunk) -> bool {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::head(p).pinuse() }
+    }
+
+    /// The chunk after `p`, found through `p`'s size (dlmalloc's `next_chunk`).
+    ///
+    /// # Safety
+    /// As for [`Chunk::head`].
+    #[inline(always)]
+    pub unsafe fn next(p: *mut Chunk) -> *mut Chunk {
+        // SAFETY: forwarded to the caller.
+        Self::plus_offset(p, unsafe { Self::size(p) })
+    }
+
+    /// The chunk before `p`, found through the boundary tag. Only valid while
+    /// PINUSE of `p` is clear (dlmalloc's `prev_chunk`).
+    ///
+    /// # Safety
+    /// As for [`Chunk::head`].
+    #[inline(always)]
+    pub unsafe fn prev(p: *mut Chunk) -> *mut Chunk {
+        // SAFETY: forwarded to the caller.
+        Self::minus_offset(p, unsafe { Self::prev_foot(p) })
+    }
+
+    /// Clears PINUSE of `p` (its predecessor became free).
+    ///
+    /// # Safety
+    /// `p` must point to a writable chunk header.
+    #[inline(always)]
+    pub unsafe fn clear_pinuse(p: *mut Chunk) {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::set_head(p, Self::head(p).0 & !Head::PINUSE) }
+    }
+
+    /// Sets PINUSE of `p` (its predecessor is in use).
+    ///
+    /// # Safety
+    /// `p` must point to a writable chunk header.
+    #[inline(always)]
+    pub unsafe fn set_pinuse(p: *mut Chunk) {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::set_head(p, Self::head(p).0 | Head::PINUSE) }
+    }
+
+    /// Writes the boundary tag of a free chunk of `size` bytes at `p`: the
+    /// next chunk's prev_foot (dlmalloc's `set_foot`).
+    ///
+    /// # Safety
+    /// `p + size` must be a writable chunk header.
+    #[inline(always)]
+    pub unsafe fn set_foot(p: *mut Chunk, size: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::set_prev_foot(Self::plus_offset(p, size), size) }
+    }
+
+    /// Makes `p` a free chunk of `size` bytes whose predecessor is in use:
+    /// head and boundary tag (dlmalloc's `set_size_and_pinuse_of_free_chunk`).
+    ///
+    /// # Safety
+    /// `p` and `p + size` must be writable chunk headers.
+    #[inline(always)]
+    pub unsafe fn set_free_with_pinuse_only(p: *mut Chunk, size: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            Self::set_head(p, size | Head::PINUSE);
+            Self::set_foot(p, size);
+        }
+    }
+
+    /// As [`Chunk::set_free_with_pinuse_only`], and clears PINUSE of the
+    /// chunk `next` that follows (dlmalloc's `set_free_with_pinuse`).
+    ///
+    /// # Safety
+    /// `p` and `next == p + size` must be writable chunk headers.
+    #[inline(always)]
+    pub unsafe fn set_free_with_pinuse(p: *mut Chunk, size: usize, next: *mut Chunk) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            Self::clear_pinuse(next);
+            Self::set_free_with_pinuse_only(p, size);
+        }
+    }
+
+    /// Marks `p` in use with `size` bytes, keeping its PINUSE, and sets
+    /// PINUSE of the chunk after it (dlmalloc's `set_inuse`).
+    ///
+    /// # Safety
+    /// `p` and `p + size` must be writable chunk headers.
+    #[inline(always)]
+    pub unsafe fn set_inuse(p: *mut Chunk, size: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            let pinuse = Self::head(p).0 & Head::PINUSE;
+            Self::set_head(p, pinuse | size | Head::CINUSE);
+            Self::set_pinuse(Self::plus_offset(p, size));
+        }
+    }
+
+    /// Marks `p` in use with `size` bytes and PINUSE, and sets PINUSE of the
+    /// chunk after it (dlmalloc's `set_inuse_and_pinuse`).
+    ///
+    /// # Safety
+    /// `p` and `p + size` must be writable chunk headers.
+    #[inline(always)]
+    pub unsafe fn set_inuse_and_pinuse(p: *mut Chunk, size: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            Self::set_head(p, size | Head::PINUSE | Head::CINUSE);
+            Self::set_pinuse(Self::plus_offset(p, size));
+        }
+    }
+
+    /// Marks `p` in use with `size` bytes and PINUSE without touching the
+    /// next chunk (dlmalloc's `set_size_and_pinuse_of_inuse_chunk`); used
+    /// when the caller writes the next chunk's head itself.
+    ///
+    /// # Safety
+    /// `p` must be a writable chunk header.
+    #[inline(always)]
+    pub unsafe fn set_size_and_pinuse_of_inuse(p: *mut Chunk, size: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::set_head(p, size | Head::PINUSE | Head::CINUSE) }
+    }
+
+    /// Bytes of payload the program may use in an in-use chunk (dlmalloc's
+    /// `chunksize(p) - overhead_for(p)`).
+    ///
+    /// # Safety
+    /// As for [`Chunk::head`].
+    #[inline(always)]
+    pub unsafe fn usable_size(p: *mut Chunk) -> usize {
+        // SAFETY: forwarded to the caller.
+        let head = unsafe { Self::head(p) };
+        if head.is_mmapped() {
+            head.size() - MMAP_CHUNK_OVERHEAD
+        } else {
+            head.size() - CHUNK_OVERHEAD
+        }
+    }
+}
+
+impl TreeChunk {
+    /// Views a chunk pointer as a tree chunk pointer.
+    #[inline(always)]
+    pub fn from_chunk(p: *mut Chunk) -> *mut TreeChunk {
+        p.cast()
+    }
+
+    /// Views a tree chunk pointer as a plain chunk pointer.
+    #[inline(always)]
+    pub fn as_chunk(t: *mut TreeChunk) -> *mut Chunk {
+        t.cast()
+    }
+
+    /// The chunk's size.
+    ///
+    /// # Safety
+    /// `t` must point to a readable chunk header.
+    #[inline(always)]
+    pub unsafe fn size(t: *mut TreeChunk) -> usize {
+        // SAFETY: forwarded to the caller.
+        unsafe { Chunk::size(Self::as_chunk(t)) }
+    }
+
+    /// `child[0]` if present, else `child[1]` (dlmalloc's `leftmost_child`).
+    ///
+    /// # Safety
+    /// `t` must point to a readable tree chunk.
+    #[inline(always)]
+    pub unsafe fn leftmost_child(t: *mut TreeChunk) -> *mut TreeChunk {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            let left = (*t).child[0];
+            if left.is_null() {
+                (*t).child[1]
+            } else {
+                left
+            }
+        }
+    }
+
+    /// Next tree chunk of equal size in the ring.
+    ///
+    /// # Safety
+    /// `t` must point to a readable tree chunk.
+    #[inline(always)]
+    pub unsafe fn fd(t: *mut TreeChunk) -> *mut TreeChunk {
+        // SAFETY: forwarded to the caller.
+        unsafe { (*t).chunk.fd.cast() }
+    }
+
+    /// Previous tree chunk of equal size in the ring.
+    ///
+    /// # Safety
+    /// `t` must point to a readable tree chunk.
+    #[inline(always)]
+    pub unsafe fn bk(t: *mut TreeChunk) -> *mut TreeChunk {
+        // SAFETY: forwarded to the caller.
+        unsafe { (*t).chunk.bk.cast() }
+    }
+
+    /// Sets the ring links.
+    ///
+    /// # Safety
+    /// `t` must point to a writable tree chunk.
+    #[inline(always)]
+    pub unsafe fn set_links(t: *mut TreeChunk, fd: *mut TreeChunk, bk: *mut TreeChunk) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            (*t).chunk.fd = fd.cast();
+            (*t).chunk.bk = bk.cast();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The naive definition: the smallest multiple of 16 that holds the
+    /// request plus an 8-byte head, and at least 32.
+    fn naive_request2size(req: usize) -> usize {
+        let mut size = MIN_CHUNK_SIZE;
+        while size - CHUNK_OVERHEAD < req {
+            size += MALLOC_ALIGNMENT;
+        }
+        size
+    }
+
+    #[test]
+    fn request2size_matches_naive_up_to_1mib() {
+        for req in 0..=(1 << 20) {
+            assert_eq!(request2size(req), naive_request2size(req), "req {req}");
+        }
+    }
+
+    #[test]
+    fn request2size_matches_closed_form_on_samples_beyond_1mib() {
+        let mut req = 1usize << 20;
+        while req < MAX_REQUEST / 4 {
+            for delta in [0usize, 1, 7, 8, 9, 15, 16, 17] {
+                let r = req + delta;
+                let size = request2size(r);
+                assert!(size >= r + CHUNK_OVERHEAD, "req {r}");
+                assert!(size - (r + CHUNK_OVERHEAD) < MALLOC_ALIGNMENT, "req {r}");
+                assert_eq!(size % MALLOC_ALIGNMENT, 0);
+            }
+            req = req * 3 / 2 + 1;
+        }
+    }
+
+    #[test]
+    fn dlmalloc_documented_sizes() {
+        assert_eq!(request2size(0), 32);
+        assert_eq!(request2size(24), 32);
+        assert_eq!(request2size(25), 48);
+        assert_eq!(request2size(40), 48);
+        assert_eq!(request2size(41), 64);
+        assert_eq!(MIN_REQUEST, 23);
+    }
+
+    #[test]
+    fn head_flags_decode() {
+        let h = Head(144 | Head::PINUSE | Head::CINUSE);
+        assert_eq!(h.size(), 144);
+        assert!(h.pinuse() && h.cinuse() && h.is_inuse() && !h.is_mmapped());
+        assert_eq!(format!("{h:?}"), "Head(0x93 = 144 | P | C)");
+        let free = Head(64 | Head::PINUSE);
+        assert!(!free.is_inuse());
+        let mapped = Head(4096);
+        assert!(mapped.is_mmapped() && mapped.is_inuse());
+        assert_eq!(format!("{mapped:?}"), "Head(0x1000 = 4096 | MMAPPED)");
+        assert!(Head(Head::FENCEPOST).is_fencepost());
+        assert!(Head(Head::FENCEPOST & !Head::PINUSE).is_fencepost());
+        assert!(!Head(16 | Head::INUSE_BITS).is_fencepost());
+    }
+
+    #[test]
+    fn navigation_round_trips() {
+        let mut buf = [0u128; 16]; // 256 bytes, 16-aligned
+        let base: *mut Chunk = buf.as_mut_ptr().cast();
+        // SAFETY: all headers written and read lie inside `buf`.
+        unsafe {
+            Chunk::set_inuse_and_pinuse(base, 64);
+            let next = Chunk::next(base);
+            assert_eq!(next as usize - base as usize, 64);
+            Chunk::set_free_with_pinuse(next, 96, Chunk::plus_offset(next, 96));
+            let after = Chunk::next(next);
+            assert!(!Chunk::pinuse(after));
+            assert_eq!(Chunk::prev(after), next);
+            assert_eq!(Chunk::from_mem(Chunk::to_mem(next)), next);
+            assert_eq!(Chunk::usable_size(base), 56);
+        }
+    }
+}

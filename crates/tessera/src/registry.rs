@@ -1,0 +1,226 @@
+//! Process-wide registry of the memory every Tessera heap owns.
+//!
+//! `free` receives pointers from outside (the trust boundary). Before any
+//! byte is read through such a pointer, the registry says whether the
+//! address can be ours at all, without touching it:
+//!
+//! - **segments**: one bit per [`SEGMENT_SIZE`]-aligned slot of the 47-bit
+//!   user address space (2^21 bits = 256 KiB of zero-initialised statics,
+//!   of which only the touched words ever become resident). Bit set ⟺ a live
+//!   segment of some heap starts at that slot.
+//! - **direct chunks**: one bit per 4 KiB page, in a two-level table: 2^15
+//!   first-level slots of 4 GiB each, pointing to 128 KiB leaf bitmaps mapped
+//!   on first use and never freed (so a reader never sees a leaf vanish).
+//!   Bit set ⟺ a live directly mapped chunk starts in that page. Two direct
+//!   chunks never share a page, since each has its own mapping.
+//!
+//! Both are lock-free: bits are set and cleared with atomic read-modify-write
+//! operations; leaves are published with a compare-exchange.
+
+use crate::segment::SEGMENT_SIZE;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+/// User-space virtual addresses on x86-64 Linux stay below 2^47 unless a
+/// program asks for more with an explicit hint.
+pub const ADDRESS_BITS: u32 = 47;
+const SEGMENT_SHIFT: u32 = SEGMENT_SIZE.trailing_zeros();
+const SEGMENT_WORDS: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - 6);
+
+static SEGMENTS: [AtomicU64; SEGMENT_WORDS] = [const { AtomicU64::new(0) }; SEGMENT_WORDS];
+
+const PAGE_SHIFT: u32 = 12;
+const LEAF_SHIFT: u32 = 32; // each leaf covers 4 GiB
+const LEAF_BITS: usize = 1 << (LEAF_SHIFT - PAGE_SHIFT);
+const LEAF_WORDS: usize = LEAF_BITS / 64;
+const LEAF_BYTES: usize = LEAF_WORDS * 8;
+const ROOT_SLOTS: usize = 1 << (ADDRESS_BITS - LEAF_SHIFT);
+
+static DIRECT: [AtomicPtr<AtomicU64>; ROOT_SLOTS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; ROOT_SLOTS];
+
+#[inline(always)]
+fn in_range(addr: usize) -> bool {
+    addr >> ADDRESS_BITS == 0
+}
+
+/// Records a live segment starting at `base` (SEGMENT_SIZE-aligned).
+/// Returns false if the address lies outside the tracked range.
+pub fn add_segment(base: usize) -> bool {
+    if !in_range(base) {
+        return false;
+    }
+    let slot = base >> SEGMENT_SHIFT;
+    SEGMENTS[slot / 64].fetch_or(1 << (slot % 64), Ordering::Release);
+    true
+}
+
+/// Forgets the segment at `base`.
+pub fn remove_segment(base: usize) {
+    if in_range(base) {
+        let slot = base >> SEGMENT_SHIFT;
+        SEGMENTS[slot / 64].fetch_and(!(1 << (slot % 64)), Ordering::Release);
+    }
+}
+
+/// Does `addr` lie in a slot where a live segment starts? Touches no heap
+/// memory.
+#[inline(always)]
+pub fn in_segment(addr: usize) -> bool {
+    if !in_range(addr) {
+        return false;
+    }
+    let slot = addr >> SEGMENT_SHIFT;
+    SEGMENTS[slot / 64].load(Ordering::Acquire) & (1 << (slot % 64)) != 0
+}
+
+fn leaf(addr: usize, create: bool) -> *mut AtomicU64 {
+    let root = &DIRECT[addr >> LEAF_SHIFT];
+    let leaf = root.load(Ordering::Acquire);
+    if !leaf.is_null() || !create {
+        return leaf;
+    }
+    // SAFETY: a fresh anonymous mapping; zero bytes are valid AtomicU64s.
+    let fresh = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            LEAF_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if fresh == libc::MAP_FAILED {
+        return ptr::null_mut();
+    }
+    let fresh = fresh.cast::<AtomicU64>();
+    match root.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => fresh,
+        Err(winner) => {
+            // SAFETY: `fresh` was never published; nobody else can see it.
+            unsafe { libc::munmap(fresh.cast(), LEAF_BYTES) };
+            winner
+        }
+    }
+}
+
+/// Records a live direct chunk whose header lies at `addr`. Returns false
+/// when the address is out of range or the leaf cannot be mapped.
+pub fn add_direct(addr: usize) -> bool {
+    if !in_range(addr) {
+        return false;
+    }
+    let leaf = leaf(addr, true);
+    if leaf.is_null() {
+        return false;
+    }
+    let bit = (addr >> PAGE_SHIFT) % LEAF_BITS;
+    // SAFETY: `bit / 64 < LEAF_WORDS`, inside the live leaf mapping.
+    unsafe { (*leaf.add(bit / 64)).fetch_or(1 << (bit % 64), Ordering::Release) };
+    true
+}
+
+/// Forgets the direct chunk at `addr`.
+pub fn remove_direct(addr: usize) {
+    if !in_range(addr) {
+        return;
+    }
+    let leaf = leaf(addr, false);
+    if leaf.is_null() {
+        return;
+    }
+    let bit = (addr >> PAGE_SHIFT) % LEAF_BITS;
+    // SAFETY: as in `add_direct`.
+    unsafe { (*leaf.add(bit / 64)).fetch_and(!(1 << (bit % 64)), Ordering::Release) };
+}
+
+/// Does a live direct chunk start in the page of `addr`? Touches no heap
+/// memory.
+#[inline]
+pub fn is_direct(addr: usize) -> bool {
+    if !in_range(addr) {
+        return false;
+    }
+    let leaf = leaf(addr, false);
+    if leaf.is_null() {
+        return false;
+    }
+    let bit = (addr >> PAGE_SHIFT) % LEAF_BITS;
+    // SAFETY: as in `add_direct`.
+    unsafe { (*leaf.add(bit / 64)).load(Ordering::Acquire) & (1 << (bit % 64)) != 0 }
+}
+
+/// The secret that keys check words in segment records and mapping headers,
+/// so that a stray write or a forged header cannot pass for ours. Drawn from
+/// the kernel on first use.
+static KEY: AtomicU64 = AtomicU64::new(0);
+
+/// The process key (never zero).
+#[inline(always)]
+pub fn key() -> usize {
+    let k = KEY.load(Ordering::Relaxed);
+    if k != 0 {
+        return k as usize;
+    }
+    init_key()
+}
+
+#[cold]
+fn init_key() -> usize {
+    let mut k: u64 = 0;
+    // SAFETY: getrandom writes at most 8 bytes into `k`.
+    let n = unsafe { libc::getrandom(ptr::addr_of_mut!(k).cast(), 8, libc::GRND_NONBLOCK) };
+    if n != 8 {
+        // No entropy yet (very early boot): fall back to address-space
+        // randomisation and the clock.
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into `ts`.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        k = (ptr::addr_of!(ts) as u64).rotate_left(29) ^ (ts.tv_nsec as u64) ^ (init_key as fn() -> usize as usize as u64);
+    }
+    k |= 1;
+    match KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => k as usize,
+        Err(other) => other as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_bits_set_and_clear() {
+        let base = 0x7000_0000_0000usize & !(SEGMENT_SIZE - 1);
+        assert!(!in_segment(base + 123));
+        assert!(add_segment(base));
+        assert!(in_segment(base + SEGMENT_SIZE - 1));
+        assert!(!in_segment(base + SEGMENT_SIZE));
+        remove_segment(base);
+        assert!(!in_segment(base));
+        assert!(!add_segment(1 << 50));
+        assert!(!in_segment(usize::MAX));
+    }
+
+    #[test]
+    fn direct_bits_are_per_page() {
+        let addr = 0x6543_2100_0000usize;
+        assert!(!is_direct(addr));
+        assert!(add_direct(addr + 48));
+        assert!(is_direct(addr + 4095));
+        assert!(!is_direct(addr + 4096));
+        assert!(!is_direct(addr - 1));
+        remove_direct(addr);
+        assert!(!is_direct(addr));
+    }
+
+    #[test]
+    fn key_is_stable_and_nonzero() {
+        assert_ne!(key(), 0);
+        assert_eq!(key(), key());
+    }
+}

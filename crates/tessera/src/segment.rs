@@ -1,0 +1,468 @@
+//! Segments: the large regions a heap carves its chunks from, the top chunk
+//! at the end of the newest one, and the fencepost that closes each.
+//!
+//! # Glossary
+//! - **segment**: a [`SEGMENT_SIZE`]-aligned reservation of [`SEGMENT_SIZE`]
+//!   bytes. Its first `committed` bytes are readable and writable; the rest
+//!   is address space held for growth.
+//! - **segment record**: the 64-byte [`Segment`] header at the segment's
+//!   base. The first segment of a heap also holds the heap's state right
+//!   after the record (dlmalloc's mspace layout).
+//! - **top**: the free chunk at the end of the *top segment*, from which new
+//!   chunks are split when no bin serves. It is never in a bin.
+//! - **fencepost**: the 16-byte pseudo chunk at `base + committed - 16`, head
+//!   `8 | CINUSE` (plus PINUSE when the chunk before it is in use). Nothing
+//!   coalesces across it.
+//!
+//! ```text
+//!  base (64 MiB aligned)                                 base + committed
+//!  | record | [heap state] | chunk | chunk | ... | top ...   | fencepost |  reserved, no access ...
+//!  ^ 64 B                   ^ first chunk                    ^ end - 16
+//! ```
+//!
+//! # Invariants
+//! - `base % SEGMENT_SIZE == 0`, `committed % page == 0`,
+//!   `committed <= reserved == SEGMENT_SIZE`.
+//! - `record.check == key ^ base` and the registry bit of `base` is set
+//!   while the segment lives.
+//! - the chunks from `first_chunk` tile `[first_chunk, end - 16)` exactly.
+//! - in the top segment the last chunk is top and `topsize >= MIN_CHUNK_SIZE`.
+//!
+//! # How this differs from dlmalloc
+//! dlmalloc puts the segment record in a chunk at the *end* of a segment when
+//! a new one is added, and merges a fresh mapping with a neighbour when the
+//! kernel happens to place it adjacent. Tessera reserves each segment at a
+//! fixed alignment and puts the record at its *base*, so that the owner of
+//! any chunk is one mask and one load away (`ptr & !(SEGMENT_SIZE - 1)`),
+//! which the arenas need for cross-thread frees. A segment grows in place by
+//! committing more of its own reservation; it never merges with another
+//! (each slot must start with its record), and requests too large for a
+//! segment (`>= SEGMENT_SIZE / 2`) are always mapped directly.
+
+use crate::chunk::{align_up, Chunk, Head, MIN_CHUNK_SIZE};
+use crate::heap::State;
+use crate::os::PageSource;
+use crate::registry;
+use core::ptr;
+
+/// Size and alignment of every segment reservation: 64 MiB, like glibc's
+/// HEAP_MAX_SIZE for non-main arenas.
+pub const SEGMENT_SIZE: usize = 64 << 20;
+/// Bytes of the segment record at each segment's base.
+pub const SEGMENT_HEADER: usize = 64;
+/// Bytes at the end of the committed part that belong to the fencepost
+/// (dlmalloc's TOP_FOOT_SIZE, much smaller here since the record is at the base).
+pub const TOP_FOOT_SIZE: usize = 16;
+/// Chunk sizes from here up are always mapped directly: a segment could not
+/// hold them next to its record, state and top.
+pub const MAX_SEGMENT_CHUNK: usize = SEGMENT_SIZE / 2;
+
+const _: () = assert!(SEGMENT_SIZE.is_power_of_two());
+const _: () = assert!(core::mem::size_of::<Segment>() == SEGMENT_HEADER);
+
+/// The record at the base of every segment (dlmalloc's `struct
+/// malloc_segment`, moved to the front; see the module docs).
+#[repr(C)]
+pub struct Segment {
+    /// `registry::key() ^ base`: proves the record is ours and intact.
+    pub check: usize,
+    /// The heap state that owns this segment.
+    pub owner: *mut (),
+    /// Readable and writable bytes from `base`.
+    pub committed: usize,
+    /// Reserved bytes from `base` (always SEGMENT_SIZE).
+    pub reserved: usize,
+    /// Next segment of the same heap (null at the end).
+    pub next: *mut Segment,
+    /// Previous segment of the same heap (null for the first).
+    pub prev: *mut Segment,
+    /// Offset from `base` to the first chunk.
+    pub first_offset: usize,
+    /// Bit 0: this segment holds the heap state (it is released last).
+    pub flags: usize,
+}
+
+/// `Segment::flags`: the segment holds the heap's state.
+pub const SEG_HOLDS_STATE: usize = 1;
+
+impl Segment {
+    /// The segment whose slot contains `addr` (pure arithmetic).
+    #[inline(always)]
+    pub fn of(addr: *const u8) -> *mut Segment {
+        addr.cast_mut()
+            .wrapping_sub(addr as usize & (SEGMENT_SIZE - 1))
+            .cast()
+    }
+
+    /// The segment's base address.
+    #[inline(always)]
+    pub fn base(s: *mut Segment) -> *mut u8 {
+        s.cast()
+    }
+
+    /// The first chunk.
+    ///
+    /// # Safety
+    /// `s` must be a live segment record.
+    #[inline(always)]
+    pub unsafe fn first_chunk(s: *mut Segment) -> *mut Chunk {
+        // SAFETY: the caller guarantees `s` is readable.
+        Chunk::plus_offset(s.cast(), unsafe { (*s).first_offset })
+    }
+
+    /// One past the last committed byte.
+    ///
+    /// # Safety
+    /// `s` must be a live segment record.
+    #[inline(always)]
+    pub unsafe fn end(s: *mut Segment) -> *mut u8 {
+        // SAFETY: the caller guarantees `s` is readable.
+        Self::base(s).wrapping_add(unsafe { (*s).committed })
+    }
+
+    /// The fencepost pseudo chunk.
+    ///
+    /// # Safety
+    /// `s` must be a live segment record.
+    #[inline(always)]
+    pub unsafe fn fencepost(s: *mut Segment) -> *mut Chunk {
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::end(s) }.wrapping_sub(TOP_FOOT_SIZE).cast()
+    }
+
+    /// Writes the fencepost head; `pinuse` tells whether the chunk before it
+    /// is in use.
+    ///
+    /// # Safety
+    /// `s` must be a live segment record with at least one committed page.
+    #[inline(always)]
+    pub unsafe fn write_fencepost(s: *mut Segment, pinuse: bool) {
+        // SAFETY: the fencepost lies in the committed part (caller).
+        unsafe {
+            let f = Self::fencepost(s);
+            Chunk::set_prev_foot(f, 0);
+            let p = if pinuse { Head::PINUSE } else { 0 };
+            Chunk::set_head(f, (Head::FENCEPOST & !Head::PINUSE) | p);
+        }
+    }
+
+    /// Does `addr` lie between the first chunk and the fencepost?
+    ///
+    /// # Safety
+    /// `s` must be a live segment record.
+    #[inline(always)]
+    pub unsafe fn holds(s: *mut Segment, addr: *const u8) -> bool {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            addr >= Self::first_chunk(s).cast_const().cast()
+                && addr < Self::fencepost(s).cast_const().cast()
+        }
+    }
+
+    /// Is `s` a live, intact segment record? Checks the registry before
+    /// reading a byte, then the keyed check word.
+    #[inline(always)]
+    pub fn is_live(s: *mut Segment) -> bool {
+        if !registry::in_segment(s as usize) {
+            return false;
+        }
+        // SAFETY: the registry says a live segment starts here, so its record
+        // is committed and readable.
+        unsafe { (*s).check == registry::key() ^ (s as usize) }
+    }
+}
+
+/// Starts a segment at `base` (already reserved, with `committed` bytes
+/// committed): writes the record and registers it. The caller lays out the
+/// chunks and the fencepost.
+///
+/// # Safety
+/// `base` must be a fresh SEGMENT_SIZE-aligned reservation whose first
+/// `committed` bytes are committed.
+pub(crate) unsafe fn init_record(
+    base: *mut u8,
+    owner: *mut (),
+    committed: usize,
+    first_offset: usize,
+    flags: usize,
+) -> *mut Segment {
+    let s: *mut Segment = base.cast();
+    // SAFETY: the record lies in the committed part (caller).
+    unsafe {
+        s.write(Segment {
+            check: registry::key() ^ (base as usize),
+            owner,
+            committed,
+            reserved: SEGMENT_SIZE,
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            first_offset,
+            flags,
+        });
+    }
+    s
+}
+
+impl<S: PageSource> State<S> {
+    /// The heap's granularity rounded to whole pages.
+    fn grain(&self) -> usize {
+        align_up(self.config.granularity.max(1), self.source.page_size())
+    }
+
+    /// Would adding `bytes` to the footprint break the footprint limit?
+    #[inline]
+    pub(crate) fn over_limit(&self, bytes: usize) -> bool {
+        self.footprint_limit != 0
+            && self
+                .footprint
+                .checked_add(bytes)
+                .is_none_or(|fp| fp > self.footprint_limit)
+    }
+
+    pub(crate) fn add_footprint(&mut self, bytes: usize) {
+        self.footprint += bytes;
+        if self.footprint > self.max_footprint {
+            self.max_footprint = self.footprint;
+        }
+    }
+
+    /// Makes top at least `need` bytes long by committing more of the top
+    /// segment's reservation. Returns false if the reservation, the OS or the
+    /// footprint limit says no; the heap is unchanged then.
+    ///
+    /// # Safety
+    /// The heap must be consistent.
+    pub(crate) unsafe fn grow_top(&mut self, need: usize) -> bool {
+        if self.topsize >= need {
+            return true;
+        }
+        let seg = self.top_seg;
+        // SAFETY: `top_seg` is a live segment of this heap.
+        unsafe {
+            let room = (*seg).reserved - (*seg).committed;
+            let want = align_up(need - self.topsize + self.config.top_pad, self.grain());
+            let mut grow = want.min(room);
+            if self.topsize + grow < need {
+                return false;
+            }
+            if self.over_limit(grow) {
+                // Commit only what is needed, if that fits the limit.
+                grow = align_up(need - self.topsize, self.source.page_size()).min(room);
+                if self.topsize + grow < need || self.over_limit(grow) {
+                    return false;
+                }
+            }
+            let old_end = Segment::end(seg);
+            if !self.source.commit(old_end, grow) {
+                return false;
+            }
+            // The old fencepost becomes part of top: wipe it so the region
+            // beyond the clean watermark stays all zero.
+            let old_fence = Segment::fencepost(seg).cast::<u8>();
+            if old_fence as usize >= self.top_clean {
+                old_fence.write_bytes(0, TOP_FOOT_SIZE);
+            }
+            (*seg).committed += grow;
+            self.topsize += grow;
+            Chunk::set_head(self.top, self.topsize | Head::PINUSE);
+            Segment::write_fencepost(seg, false);
+            self.add_footprint(grow);
+        }
+        true
+    }
+
+    /// Reserves a new segment whose top holds at least `need` bytes, makes it
+    /// the top segment, and frees the old top into the bins. Returns false,
+    /// with the heap unchanged, when the OS or the limit refuses.
+    ///
+    /// # Safety
+    /// The heap must be consistent.
+    pub(crate) unsafe fn add_segment(&mut self, need: usize) -> bool {
+        let page = self.source.page_size();
+        let Some(min_commit) = need.checked_add(SEGMENT_HEADER + TOP_FOOT_SIZE) else {
+            return false;
+        };
+        if min_commit > SEGMENT_SIZE {
+            return false;
+        }
+        let mut commit =
+            align_up(min_commit + self.config.top_pad, self.grain()).min(SEGMENT_SIZE);
+        if self.over_limit(commit) {
+            commit = align_up(min_commit, page);
+            if self.over_limit(commit) {
+                return false;
+            }
+        }
+        let base = self.source.reserve(SEGMENT_SIZE, SEGMENT_SIZE);
+        if base.is_null() {
+            return false;
+        }
+        // SAFETY: `base` is a fresh reservation of SEGMENT_SIZE bytes.
+        unsafe {
+            if !self.source.commit(base, commit) || !registry::add_segment(base as usize) {
+                self.source.unmap(base, SEGMENT_SIZE);
+                return false;
+            }
+            let owner = (self as *mut Self).cast();
+            let seg = init_record(base, owner, commit, SEGMENT_HEADER, 0);
+            // Link at the front of the segment list (after the state's own).
+            (*seg).next = self.segments;
+            if !self.segments.is_null() {
+                (*self.segments).prev = seg;
+            }
+            self.segments = seg;
+            self.add_footprint(commit);
+
+            // Retire the old top: it becomes an ordinary free chunk, closed
+            // by its segment's fencepost (whose PINUSE is already clear).
+            let old_top = self.top;
+            let old_size = self.topsize;
+            let old_seg = self.top_seg;
+
+            let top = Segment::first_chunk(seg);
+            self.top = top;
+            self.topsize = commit - SEGMENT_HEADER - TOP_FOOT_SIZE;
+            self.top_seg = seg;
+            self.top_clean = top as usize + crate::chunk::MEM_OFFSET;
+            Chunk::set_head(top, self.topsize | Head::PINUSE);
+            Segment::write_fencepost(seg, false);
+
+            Chunk::set_free_with_pinuse_only(old_top, old_size);
+            if !self.release_if_empty(old_top, old_size, old_seg) {
+                self.insert_chunk(old_top, old_size);
+            }
+        }
+        true
+    }
+
+    /// If the free chunk `p` of `size` bytes spans all of segment `seg` and
+    /// `seg` is neither the top segment nor the one holding the state,
+    /// unmaps the segment and returns true. The chunk must not be in a bin.
+    ///
+    /// # Safety
+    /// `p` must be a free chunk of `seg` that is in no bin.
+    #[inline]
+    pub(crate) unsafe fn release_if_empty(
+        &mut self,
+        p: *mut Chunk,
+        size: usize,
+        seg: *mut Segment,
+    ) -> bool {
+        // SAFETY: `seg` is a live segment of this heap (caller).
+        unsafe {
+            if seg == self.top_seg
+                || (*seg).flags & SEG_HOLDS_STATE != 0
+                || p != Segment::first_chunk(seg)
+                || Chunk::plus_offset(p, size) != Segment::fencepost(seg)
+            {
+                return false;
+            }
+            self.unlink_segment(seg);
+            let committed = (*seg).committed;
+            registry::remove_segment(seg as usize);
+            (*seg).check = 0;
+            self.source.unmap(Segment::base(seg), (*seg).reserved);
+            self.footprint -= committed;
+        }
+        true
+    }
+
+    /// Removes `seg` from the segment list.
+    ///
+    /// # Safety
+    /// `seg` must be in this heap's list.
+    unsafe fn unlink_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: list members are live records (caller).
+        unsafe {
+            let (prev, next) = ((*seg).prev, (*seg).next);
+            if prev.is_null() {
+                self.segments = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+        }
+    }
+
+    /// Gives the top segment's unused tail back to the OS, keeping `pad`
+    /// bytes (plus a minimum chunk) in top (dlmalloc's `sys_trim`). Returns
+    /// the bytes released.
+    ///
+    /// # Safety
+    /// The heap must be consistent.
+    pub(crate) unsafe fn trim_top(&mut self, pad: usize) -> usize {
+        let seg = self.top_seg;
+        let grain = self.grain();
+        // SAFETY: `top_seg` is live and `top` lies in it.
+        unsafe {
+            let base = Segment::base(seg) as usize;
+            let keep = (self.top as usize - base)
+                .saturating_add(MIN_CHUNK_SIZE)
+                .saturating_add(pad)
+                .saturating_add(TOP_FOOT_SIZE);
+            let new_committed = align_up(keep.min(SEGMENT_SIZE), grain).min(SEGMENT_SIZE);
+            let old_committed = (*seg).committed;
+            if new_committed >= old_committed {
+                return 0;
+            }
+            let release = old_committed - new_committed;
+            let cut = (base + new_committed) as *mut u8;
+            if !self.source.decommit(cut, release) {
+                return 0;
+            }
+            (*seg).committed = new_committed;
+            self.topsize -= release;
+            Chunk::set_head(self.top, self.topsize | Head::PINUSE);
+            Segment::write_fencepost(seg, false);
+            // Pages committed again later read as zero.
+            let fence = Segment::fencepost(seg) as usize;
+            if self.top_clean > fence {
+                self.top_clean = fence;
+            }
+            self.footprint -= release;
+            release
+        }
+    }
+
+    /// Unmaps every segment (other than the top one and the state's) that is
+    /// one free chunk from end to end (dlmalloc's
+    /// `release_unused_segments`). `free` does this eagerly; this sweep
+    /// catches the rest. Returns the bytes released.
+    ///
+    /// # Safety
+    /// The heap must be consistent.
+    pub(crate) unsafe fn release_unused_segments(&mut self) -> usize {
+        let mut released = 0;
+        let mut seg = self.segments;
+        // SAFETY: list members are live segments of this heap.
+        unsafe {
+            while !seg.is_null() {
+                let next = (*seg).next;
+                let p = Segment::first_chunk(seg);
+                let head = Chunk::head(p);
+                let size = head.size();
+                if !head.cinuse()
+                    && seg != self.top_seg
+                    && Chunk::plus_offset(p, size) == Segment::fencepost(seg)
+                {
+                    let committed = (*seg).committed;
+                    if p == self.dv {
+                        self.dv = ptr::null_mut();
+                        self.dvsize = 0;
+                    } else {
+                        self.unlink_chunk(p, size);
+                    }
+                    if self.release_if_empty(p, size, seg) {
+                        released += committed;
+                    } else if p != self.dv {
+                        self.insert_chunk(p, size);
+                    }
+                }
+                seg = next;
+            }
+        }
+        released
+    }
+}

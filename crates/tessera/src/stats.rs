@@ -1,0 +1,100 @@
+//! Heap statistics: footprint and the mallinfo fields.
+//!
+//! # Glossary (glibc's `struct mallinfo2`, in bytes unless noted)
+//! - **arena**: bytes committed in segments (not counting direct mappings).
+//! - **ordblks**: number of free chunks, top included.
+//! - **hblks** / **hblkhd**: number of direct chunks / bytes they map.
+//! - **uordblks**: bytes in use: `arena - fordblks` (chunk sizes of in-use
+//!   chunks plus the headers, records and fenceposts of the segments).
+//! - **fordblks**: bytes in free chunks, top included.
+//! - **keepcost**: size of top, the most that trimming could release.
+//!
+//! # Invariants
+//! `arena == uordblks + fordblks` and `footprint == arena + hblkhd`.
+
+use crate::chunk::Chunk;
+use crate::heap::{Heap, State};
+use crate::os::PageSource;
+use crate::segment::Segment;
+
+/// A heap's statistics. All sizes in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes committed in segments.
+    pub arena: usize,
+    /// Free chunks, top included.
+    pub ordblks: usize,
+    /// Direct chunks.
+    pub hblks: usize,
+    /// Bytes mapped for direct chunks.
+    pub hblkhd: usize,
+    /// Bytes in use within segments (`arena - fordblks`).
+    pub uordblks: usize,
+    /// Bytes free within segments, top included.
+    pub fordblks: usize,
+    /// Size of top.
+    pub keepcost: usize,
+    /// Bytes obtained from the OS now.
+    pub footprint: usize,
+    /// The most bytes ever obtained at once.
+    pub max_footprint: usize,
+    /// In-use chunks in segments (excluding direct chunks).
+    pub inuse_chunks: usize,
+    /// Number of segments.
+    pub segments: usize,
+}
+
+impl<S: PageSource> State<S> {
+    /// Walks the segments and tallies the fields (dlmalloc's
+    /// `internal_mallinfo`).
+    pub(crate) fn stats(&self) -> Stats {
+        let mut st = Stats {
+            hblks: self.direct_count,
+            hblkhd: self.direct_bytes,
+            keepcost: self.topsize,
+            footprint: self.footprint,
+            max_footprint: self.max_footprint,
+            ..Stats::default()
+        };
+        // SAFETY: the heap is consistent between public calls; every segment
+        // is tiled by chunks up to its fencepost.
+        unsafe {
+            let mut seg = self.segments;
+            while !seg.is_null() {
+                st.segments += 1;
+                st.arena += (*seg).committed;
+                let fence = Segment::fencepost(seg);
+                let mut p = Segment::first_chunk(seg);
+                while p < fence {
+                    let head = Chunk::head(p);
+                    let size = head.size();
+                    if size == 0 {
+                        break;
+                    }
+                    if head.cinuse() {
+                        st.inuse_chunks += 1;
+                    } else {
+                        st.ordblks += 1;
+                        st.fordblks += size;
+                    }
+                    p = Chunk::plus_offset(p, size);
+                }
+                seg = (*seg).next;
+            }
+        }
+        st.uordblks = st.arena - st.fordblks;
+        st
+    }
+}
+
+impl<S: PageSource> Heap<S> {
+    /// The heap's statistics (walks the heap: O(chunks)).
+    pub fn stats(&self) -> Stats {
+        self.state().stats()
+    }
+
+    /// Verifies every invariant of the heap; see [`crate::check`].
+    pub fn check(&self) -> Result<(), crate::CheckError> {
+        self.state().check()
+    }
+}
