@@ -139,7 +139,10 @@ impl<S: PageSource> State<S> {
             self.check_tree_bins(&tally)?;
             let direct = self.check_direct()?;
             if self.footprint != tally.committed + direct {
-                return fail(me as usize, "footprint equals committed segment bytes plus direct mappings");
+                return fail(
+                    me as usize,
+                    "footprint equals committed segment bytes plus direct mappings",
+                );
             }
             if self.max_footprint < self.footprint {
                 return fail(me as usize, "max_footprint >= footprint");
@@ -162,7 +165,10 @@ impl<S: PageSource> State<S> {
                 || committed % self.source.page_size() != 0
                 || (*seg).first_offset + MIN_CHUNK_SIZE + TOP_FOOT_SIZE > committed
             {
-                return fail(seg, "segment sizes: first chunk + fencepost <= committed <= reserved");
+                return fail(
+                    seg,
+                    "segment sizes: first chunk + fencepost <= committed <= reserved",
+                );
             }
             tally.committed += committed;
             let fence = Segment::fencepost(seg);
@@ -231,7 +237,10 @@ impl<S: PageSource> State<S> {
             }
             let fh = Chunk::head(fence);
             if !fh.is_fencepost() || fh.pinuse() != prev_inuse {
-                return fail(fence, "fencepost head is 8|CINUSE with PINUSE of the last chunk");
+                return fail(
+                    fence,
+                    "fencepost head is 8|CINUSE with PINUSE of the last chunk",
+                );
             }
             if seg == self.top_seg && !tally.saw_top {
                 return fail(seg, "the top segment ends with top");
@@ -271,7 +280,10 @@ impl<S: PageSource> State<S> {
                 return fail(p, "bin entry's end lies in its segment");
             }
             if Chunk::prev_foot(next) != size || Chunk::pinuse(next) {
-                return fail(p, "bin entry has a matching boundary tag and next PINUSE clear");
+                return fail(
+                    p,
+                    "bin entry has a matching boundary tag and next PINUSE clear",
+                );
             }
         }
         Ok(())
@@ -283,7 +295,10 @@ impl<S: PageSource> State<S> {
         for i in 0..NSMALLBINS {
             let head = self.small.heads[i];
             if self.small.is_marked(i) == head.is_null() {
-                return fail(i, "smallmap bit i is set exactly when small bin i is non-empty");
+                return fail(
+                    i,
+                    "smallmap bit i is set exactly when small bin i is non-empty",
+                );
             }
             let size = small_index2size(i);
             let mut p = head;
@@ -380,7 +395,10 @@ impl<S: PageSource> State<S> {
             if self.tree.map & (1 << i) != 0 && root.is_null()
                 || self.tree.map & (1 << i) == 0 && !root.is_null()
             {
-                return fail(i, "treemap bit i is set exactly when tree bin i is non-empty");
+                return fail(
+                    i,
+                    "treemap bit i is set exactly when tree bin i is non-empty",
+                );
             }
             let mut count = 0usize;
             let mut err: Option<CheckError> = None;
@@ -412,7 +430,8 @@ impl<S: PageSource> State<S> {
                     if size < lo || size >= hi {
                         return bad("tree entry's size lies in its bin's range");
                     }
-                    if TreeChunk::bk(TreeChunk::fd(t)) != t || TreeChunk::fd(TreeChunk::bk(t)) != t {
+                    if TreeChunk::bk(TreeChunk::fd(t)) != t || TreeChunk::fd(TreeChunk::bk(t)) != t
+                    {
                         return bad("tree ring links are mutual");
                     }
                     if info.is_node {
@@ -493,7 +512,10 @@ impl<S: PageSource> State<S> {
                     || offset + head.size() + MMAP_FOOT_SIZE != (*h).map_size
                     || (p as usize + crate::chunk::MEM_OFFSET) % MALLOC_ALIGNMENT != 0
                 {
-                    return fail(p, "direct chunk: no inuse bits, offset and size fill the mapping");
+                    return fail(
+                        p,
+                        "direct chunk: no inuse bits, offset and size fill the mapping",
+                    );
                 }
                 if Chunk::head(Chunk::plus_offset(p, head.size())).0 != Head::FENCEPOST {
                     return fail(p, "direct chunk is followed by a fencepost");
@@ -518,7 +540,9 @@ impl<S: PageSource> State<S> {
     /// # Safety
     /// Top must have passed `check_segment`.
     unsafe fn check_clean(&self) -> Result<(), CheckError> {
-        let start = self.top_clean.max(self.top as usize + crate::chunk::MEM_OFFSET);
+        let start = self
+            .top_clean
+            .max(self.top as usize + crate::chunk::MEM_OFFSET);
         // SAFETY: top is a valid chunk of the top segment.
         let fence = unsafe { Segment::fencepost(self.top_seg) } as usize;
         let end = fence.min(start.saturating_add(CLEAN_SCAN_LIMIT));

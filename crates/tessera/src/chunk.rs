@@ -80,7 +80,10 @@ pub const MEM_OFFSET: usize = 2 * WORD;
 /// overflows.
 pub const MAX_REQUEST: usize = isize::MAX as usize / 2;
 
-const _: () = assert!(WORD == 8, "Tessera's chunk layout is written for 64-bit targets");
+const _: () = assert!(
+    WORD == 8,
+    "Tessera's chunk layout is written for 64-bit targets"
+);
 const _: () = assert!(MALLOC_ALIGNMENT.is_power_of_two());
 const _: () = assert!(MIN_CHUNK_SIZE % MALLOC_ALIGNMENT == 0);
 const _: () = assert!(core::mem::size_of::<Chunk>() == MIN_CHUNK_SIZE);

@@ -26,7 +26,7 @@ use crate::chunk::{align_up, Chunk, Head, MIN_CHUNK_SIZE, WORD};
 use crate::heap::State;
 use crate::os::PageSource;
 use crate::registry;
-use crate::report::{fatal_msg, fatal, Misuse};
+use crate::report::{fatal, fatal_msg, Misuse};
 use crate::smallbins::is_small;
 use core::ptr;
 
@@ -86,7 +86,9 @@ impl<S: PageSource> State<S> {
     /// The heap must be consistent.
     pub(crate) unsafe fn direct_alloc(&mut self, nb: usize) -> *mut u8 {
         let page = self.source.page_size();
-        let Some(raw) = nb.checked_add(MMAP_HEADER_SIZE + MMAP_FOOT_SIZE + page) else {
+        // A direct chunk's payload cannot borrow its successor's prev_foot
+        // (usable = size - 16), so it needs one more word than `nb`.
+        let Some(raw) = nb.checked_add(MMAP_HEADER_SIZE + WORD + MMAP_FOOT_SIZE + page) else {
             return ptr::null_mut();
         };
         let map_size = align_up(raw - page, page);
@@ -217,14 +219,17 @@ impl<S: PageSource> State<S> {
             let h = MmapHeader::of_chunk(p);
             let offset = Chunk::prev_foot(p);
             let old_map = (*h).map_size;
-            let Some(raw) = nb.checked_add(offset + MMAP_FOOT_SIZE + page) else {
+            let Some(raw) = nb.checked_add(offset + WORD + MMAP_FOOT_SIZE + page) else {
                 return ptr::null_mut();
             };
             let new_map = align_up(raw - page, page);
             if new_map > old_map && self.over_limit(new_map - old_map) {
                 return ptr::null_mut();
             }
-            let nh: *mut MmapHeader = self.source.remap(h.cast(), old_map, new_map, can_move).cast();
+            let nh: *mut MmapHeader = self
+                .source
+                .remap(h.cast(), old_map, new_map, can_move)
+                .cast();
             if nh.is_null() {
                 return ptr::null_mut();
             }
@@ -232,7 +237,10 @@ impl<S: PageSource> State<S> {
             if nh != h {
                 registry::remove_direct(p as usize);
                 if !registry::add_direct(np as usize) {
-                    fatal_msg("could not map a page of the direct-chunk registry", np as usize);
+                    fatal_msg(
+                        "could not map a page of the direct-chunk registry",
+                        np as usize,
+                    );
                 }
                 self.direct_relink(h, nh);
             }
@@ -276,12 +284,13 @@ impl<S: PageSource> State<S> {
                 ptr::copy_nonoverlapping(h, nh, 1);
                 self.direct_relink(h, nh);
                 (*h).check = 0;
-                self.source.unmap(map_start as *mut u8, new_start - map_start);
+                self.source
+                    .unmap(map_start as *mut u8, new_start - map_start);
                 released += new_start - map_start;
                 map_start = new_start;
                 header = nh;
             }
-            let want_end = align_up(p as usize + nb + MMAP_FOOT_SIZE, page);
+            let want_end = align_up(p as usize + nb + WORD + MMAP_FOOT_SIZE, page);
             if want_end < map_end {
                 self.source.unmap(want_end as *mut u8, map_end - want_end);
                 released += map_end - want_end;
@@ -291,13 +300,16 @@ impl<S: PageSource> State<S> {
             (*header).chunk_offset = p as usize - map_start;
             Chunk::set_prev_foot(p, p as usize - map_start);
             let psize = map_end - MMAP_FOOT_SIZE - p as usize;
-            debug_assert!(psize >= nb && psize >= MIN_CHUNK_SIZE);
+            debug_assert!(psize >= nb + WORD && psize >= MIN_CHUNK_SIZE);
             Chunk::set_head(p, psize);
             write_foot(p, psize);
             if old_chunk != p {
                 registry::remove_direct(old_chunk as usize);
                 if !registry::add_direct(p as usize) {
-                    fatal_msg("could not map a page of the direct-chunk registry", p as usize);
+                    fatal_msg(
+                        "could not map a page of the direct-chunk registry",
+                        p as usize,
+                    );
                 }
             }
             self.direct_bytes -= released;

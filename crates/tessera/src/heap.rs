@@ -38,12 +38,10 @@ use crate::os::{Mmap, PageSource};
 use crate::registry;
 use crate::report::{fatal, Misuse};
 use crate::segment::{
-    init_record, Segment, MAX_SEGMENT_CHUNK, SEGMENT_HEADER, SEGMENT_SIZE, SEG_HOLDS_STATE,
-    TOP_FOOT_SIZE,
+    init_record, Emptied, Segment, MAX_SEGMENT_CHUNK, SEGMENT_HEADER, SEGMENT_SIZE,
+    SEG_HOLDS_STATE, TOP_FOOT_SIZE,
 };
-use crate::smallbins::{
-    is_small, small_index, small_index2size, SmallBins, MAX_SMALL_REQUEST,
-};
+use crate::smallbins::{is_small, small_index, small_index2size, SmallBins, MAX_SMALL_REQUEST};
 use crate::treebins::{TreeBins, Unlinked};
 use core::ptr::{self, NonNull};
 
@@ -613,9 +611,7 @@ impl<S: PageSource> State<S> {
             } else {
                 Chunk::set_free_with_pinuse(p, psize, next);
             }
-            if !self.release_if_empty(p, psize, Segment::of(p.cast())) {
-                self.insert_chunk(p, psize);
-            }
+            self.bin_unless_released(p, psize, Segment::of(p.cast()));
         }
     }
 
@@ -627,9 +623,13 @@ impl<S: PageSource> State<S> {
         let (dv, dvsize) = (self.dv, self.dvsize);
         // SAFETY: the dv is a free chunk in no bin.
         unsafe {
-            if self.release_if_empty(dv, dvsize, Segment::of(dv.cast())) {
-                self.dv = ptr::null_mut();
-                self.dvsize = 0;
+            match self.release_if_empty(dv, dvsize, Segment::of(dv.cast())) {
+                Emptied::No => {}
+                Emptied::Released => {
+                    self.dv = ptr::null_mut();
+                    self.dvsize = 0;
+                }
+                Emptied::Shrunk(n) => self.dvsize = n,
             }
         }
     }
@@ -769,7 +769,11 @@ impl<S: PageSource> State<S> {
             return false;
         }
         // SAFETY: p is validated.
-        unsafe { !self.try_realloc_chunk(p, request2size(bytes), false).is_null() }
+        unsafe {
+            !self
+                .try_realloc_chunk(p, request2size(bytes), false)
+                .is_null()
+        }
     }
 
     /// Allocates `bytes` at an address that is a multiple of `alignment`
@@ -985,10 +989,7 @@ impl<S: PageSource> State<S> {
                         break;
                     }
                     if !head.cinuse() {
-                        let start = align_up(
-                            p as usize + core::mem::size_of::<TreeChunk>(),
-                            page,
-                        );
+                        let start = align_up(p as usize + core::mem::size_of::<TreeChunk>(), page);
                         let end = (p as usize + size) & !(page - 1);
                         if end > start {
                             self.source.purge(start as *mut u8, end - start);
@@ -1017,7 +1018,10 @@ pub(crate) enum Owned {
 const fn state_offsets<S: PageSource>() -> (usize, usize) {
     let align = core::mem::align_of::<State<S>>();
     let state_off = align_up(SEGMENT_HEADER, align);
-    let first = align_up(state_off + core::mem::size_of::<State<S>>(), MALLOC_ALIGNMENT);
+    let first = align_up(
+        state_off + core::mem::size_of::<State<S>>(),
+        MALLOC_ALIGNMENT,
+    );
     (state_off, first)
 }
 
@@ -1075,8 +1079,11 @@ impl<S: PageSource> Heap<S> {
         let (state_off, first) = state_offsets::<S>();
         let page = source.page_size();
         let grain = align_up(config.granularity.max(1), page);
-        let commit = align_up(first + MIN_CHUNK_SIZE + TOP_FOOT_SIZE + config.top_pad, grain)
-            .min(SEGMENT_SIZE);
+        let commit = align_up(
+            first + MIN_CHUNK_SIZE + TOP_FOOT_SIZE + config.top_pad,
+            grain,
+        )
+        .min(SEGMENT_SIZE);
         let base = source.reserve(SEGMENT_SIZE, SEGMENT_SIZE);
         if base.is_null() {
             return None;

@@ -770,14 +770,22 @@ mod owned {
             for s in &self.segments {
                 write_item(&Item::Segment(*s), &mut out);
                 let end = s.base + s.committed;
-                for c in self.chunks.iter().filter(|c| c.addr >= s.base && c.addr < end) {
+                for c in self
+                    .chunks
+                    .iter()
+                    .filter(|c| c.addr >= s.base && c.addr < end)
+                {
                     write_item(&Item::Chunk(*c), &mut out);
                 }
             }
             for d in &self.directs {
                 write_item(&Item::Direct(*d), &mut out);
                 let end = d.header + d.map_size;
-                for c in self.chunks.iter().filter(|c| c.addr >= d.header && c.addr < end) {
+                for c in self
+                    .chunks
+                    .iter()
+                    .filter(|c| c.addr >= d.header && c.addr < end)
+                {
                     write_item(&Item::Chunk(*c), &mut out);
                 }
             }
@@ -792,11 +800,17 @@ mod owned {
         pub fn parse(text: &str) -> Result<Snapshot, ParseError> {
             let mut snap = Snapshot::default();
             let mut lines = text.lines().enumerate();
-            let err = |line: usize, msg: String| ParseError { line: line + 1, msg };
+            let err = |line: usize, msg: String| ParseError {
+                line: line + 1,
+                msg,
+            };
             match lines.next() {
                 Some((_, l)) if l.trim_end() == SNAPSHOT_MAGIC => {}
                 Some((n, l)) => {
-                    return Err(err(n, format!("expected `{SNAPSHOT_MAGIC}`, found `{}`", clip(l))))
+                    return Err(err(
+                        n,
+                        format!("expected `{SNAPSHOT_MAGIC}`, found `{}`", clip(l)),
+                    ))
                 }
                 None => return Err(err(0, "empty file: expected a snapshot".into())),
             }
@@ -836,12 +850,18 @@ mod owned {
                 return Err(err(0, "no `heap` line".into()));
             }
             if !ended {
-                return Err(err(text.lines().count().saturating_sub(1), "missing `end` (truncated file?)".into()));
+                return Err(err(
+                    text.lines().count().saturating_sub(1),
+                    "missing `end` (truncated file?)".into(),
+                ));
             }
             snap.chunks.sort_by_key(|c| c.addr);
             for w in snap.chunks.windows(2) {
                 if w[0].addr + w[0].size > w[1].addr {
-                    return Err(err(0, format!("chunks at {:#x} and {:#x} overlap", w[0].addr, w[1].addr)));
+                    return Err(err(
+                        0,
+                        format!("chunks at {:#x} and {:#x} overlap", w[0].addr, w[1].addr),
+                    ));
                 }
             }
             Ok(snap)
@@ -924,7 +944,8 @@ mod owned {
             addr: num(addr)?,
             size: num(size)?,
             head: Head(num(head)?),
-            kind: ChunkKind::parse(kind).ok_or_else(|| format!("unknown chunk kind `{}`", clip(kind)))?,
+            kind: ChunkKind::parse(kind)
+                .ok_or_else(|| format!("unknown chunk kind `{}`", clip(kind)))?,
         };
         if c.size == 0 || c.addr % 16 != 0 {
             return Err(format!("chunk {:#x}: size 0 or misaligned", c.addr));
@@ -941,13 +962,20 @@ mod owned {
             return Err(format!("page address {addr:#x} is not page-aligned"));
         }
         if hex.len() != 2 * PAGE {
-            return Err(format!("page {addr:#x} has {} hex digits, expected {}", hex.len(), 2 * PAGE));
+            return Err(format!(
+                "page {addr:#x} has {} hex digits, expected {}",
+                hex.len(),
+                2 * PAGE
+            ));
         }
         let mut bytes = Box::new([0u8; PAGE]);
         let digit = |c: u8| match c {
             b'0'..=b'9' => Ok(c - b'0'),
             b'a'..=b'f' => Ok(c - b'a' + 10),
-            _ => Err(format!("page {addr:#x}: `{}` is not a hex digit", c as char)),
+            _ => Err(format!(
+                "page {addr:#x}: `{}` is not a hex digit",
+                c as char
+            )),
         };
         for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
             bytes[i] = digit(pair[0])? << 4 | digit(pair[1])?;

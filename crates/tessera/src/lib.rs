@@ -53,12 +53,14 @@ pub mod report;
 pub mod segment;
 pub mod smallbins;
 pub mod stats;
+#[cfg(feature = "std")]
+pub mod testing;
 pub mod treebins;
 
 pub use check::CheckError;
 pub use global::Tessera;
 pub use heap::{Config, Heap};
-pub use os::{Faulty, Mmap, PageSource};
-pub use stats::Stats;
 #[cfg(feature = "std")]
 pub use inspect::Snapshot;
+pub use os::{Faulty, Mmap, PageSource};
+pub use stats::Stats;

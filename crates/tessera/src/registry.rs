@@ -180,7 +180,9 @@ fn init_key() -> usize {
         };
         // SAFETY: clock_gettime writes into `ts`.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        k = (ptr::addr_of!(ts) as u64).rotate_left(29) ^ (ts.tv_nsec as u64) ^ (init_key as fn() -> usize as usize as u64);
+        k = (ptr::addr_of!(ts) as u64).rotate_left(29)
+            ^ (ts.tv_nsec as u64)
+            ^ (init_key as fn() -> usize as usize as u64);
     }
     k |= 1;
     match KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {

@@ -60,7 +60,11 @@ pub fn fatal(what: Misuse, ptr: *const u8) -> ! {
 pub fn fatal_msg(msg: &str, addr: usize) -> ! {
     let mut buf = [0u8; 256];
     let mut n = 0;
-    for part in [b"tessera: ".as_slice(), msg.as_bytes(), b" at 0x".as_slice()] {
+    for part in [
+        b"tessera: ".as_slice(),
+        msg.as_bytes(),
+        b" at 0x".as_slice(),
+    ] {
         for &b in part {
             if n < buf.len() - 20 {
                 buf[n] = b;

@@ -285,8 +285,7 @@ impl<S: PageSource> State<S> {
         if min_commit > SEGMENT_SIZE {
             return false;
         }
-        let mut commit =
-            align_up(min_commit + self.config.top_pad, self.grain()).min(SEGMENT_SIZE);
+        let mut commit = align_up(min_commit + self.config.top_pad, self.grain()).min(SEGMENT_SIZE);
         if self.over_limit(commit) {
             commit = align_up(min_commit, page);
             if self.over_limit(commit) {
@@ -328,16 +327,15 @@ impl<S: PageSource> State<S> {
             Segment::write_fencepost(seg, false);
 
             Chunk::set_free_with_pinuse_only(old_top, old_size);
-            if !self.release_if_empty(old_top, old_size, old_seg) {
-                self.insert_chunk(old_top, old_size);
-            }
+            self.bin_unless_released(old_top, old_size, old_seg);
         }
         true
     }
 
-    /// If the free chunk `p` of `size` bytes spans all of segment `seg` and
-    /// `seg` is neither the top segment nor the one holding the state,
-    /// unmaps the segment and returns true. The chunk must not be in a bin.
+    /// If the free chunk `p` of `size` bytes spans all of segment `seg`
+    /// (not the top segment): unmaps the segment, or, for the segment that
+    /// holds the state and so must stay, decommits all but its first
+    /// granule. The chunk must not be in a bin; the caller bins what is left.
     ///
     /// # Safety
     /// `p` must be a free chunk of `seg` that is in no bin.
@@ -347,15 +345,17 @@ impl<S: PageSource> State<S> {
         p: *mut Chunk,
         size: usize,
         seg: *mut Segment,
-    ) -> bool {
+    ) -> Emptied {
         // SAFETY: `seg` is a live segment of this heap (caller).
         unsafe {
             if seg == self.top_seg
-                || (*seg).flags & SEG_HOLDS_STATE != 0
                 || p != Segment::first_chunk(seg)
                 || Chunk::plus_offset(p, size) != Segment::fencepost(seg)
             {
-                return false;
+                return Emptied::No;
+            }
+            if (*seg).flags & SEG_HOLDS_STATE != 0 {
+                return self.shrink_empty_segment(p, seg);
             }
             self.unlink_segment(seg);
             let committed = (*seg).committed;
@@ -364,7 +364,34 @@ impl<S: PageSource> State<S> {
             self.source.unmap(Segment::base(seg), (*seg).reserved);
             self.footprint -= committed;
         }
-        true
+        Emptied::Released
+    }
+
+    /// Decommits an empty segment down to one granule, leaving one free
+    /// chunk `p` (not in a bin) before a new fencepost.
+    ///
+    /// # Safety
+    /// `p` must be the only chunk of `seg`, free and in no bin.
+    unsafe fn shrink_empty_segment(&mut self, p: *mut Chunk, seg: *mut Segment) -> Emptied {
+        // SAFETY: the segment is live and holds only `p`.
+        unsafe {
+            let keep = align_up(
+                (*seg).first_offset + MIN_CHUNK_SIZE + TOP_FOOT_SIZE,
+                self.grain(),
+            );
+            let committed = (*seg).committed;
+            if keep < committed {
+                let cut = Segment::base(seg).wrapping_add(keep);
+                if self.source.decommit(cut, committed - keep) {
+                    (*seg).committed = keep;
+                    self.footprint -= committed - keep;
+                    Segment::write_fencepost(seg, false);
+                }
+            }
+            let size = Segment::fencepost(seg) as usize - p as usize;
+            Chunk::set_free_with_pinuse_only(p, size);
+            Emptied::Shrunk(size)
+        }
     }
 
     /// Removes `seg` from the segment list.
@@ -426,15 +453,37 @@ impl<S: PageSource> State<S> {
         }
     }
 
-    /// Unmaps every segment (other than the top one and the state's) that is
-    /// one free chunk from end to end (dlmalloc's
-    /// `release_unused_segments`). `free` does this eagerly; this sweep
-    /// catches the rest. Returns the bytes released.
+    /// Puts free chunk `p` (in no bin) into its bin, unless it spans a whole
+    /// segment, which is released or shrunk instead.
+    ///
+    /// # Safety
+    /// `p` must be a free chunk of `seg` that is in no bin and is not dv.
+    #[inline]
+    pub(crate) unsafe fn bin_unless_released(
+        &mut self,
+        p: *mut Chunk,
+        size: usize,
+        seg: *mut Segment,
+    ) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            match self.release_if_empty(p, size, seg) {
+                Emptied::No => self.insert_chunk(p, size),
+                Emptied::Shrunk(n) => self.insert_chunk(p, n),
+                Emptied::Released => {}
+            }
+        }
+    }
+
+    /// Releases or shrinks every segment (other than the top one) that is
+    /// one free chunk from end to end (dlmalloc's `release_unused_segments`).
+    /// `free` does this eagerly; this sweep catches the rest. Returns the
+    /// bytes given back.
     ///
     /// # Safety
     /// The heap must be consistent.
     pub(crate) unsafe fn release_unused_segments(&mut self) -> usize {
-        let mut released = 0;
+        let before = self.footprint;
         let mut seg = self.segments;
         // SAFETY: list members are live segments of this heap.
         unsafe {
@@ -443,26 +492,33 @@ impl<S: PageSource> State<S> {
                 let p = Segment::first_chunk(seg);
                 let head = Chunk::head(p);
                 let size = head.size();
-                if !head.cinuse()
-                    && seg != self.top_seg
+                if seg != self.top_seg
+                    && !head.cinuse()
                     && Chunk::plus_offset(p, size) == Segment::fencepost(seg)
                 {
-                    let committed = (*seg).committed;
-                    if p == self.dv {
+                    let was_dv = p == self.dv;
+                    if was_dv {
                         self.dv = ptr::null_mut();
                         self.dvsize = 0;
                     } else {
                         self.unlink_chunk(p, size);
                     }
-                    if self.release_if_empty(p, size, seg) {
-                        released += committed;
-                    } else if p != self.dv {
-                        self.insert_chunk(p, size);
-                    }
+                    self.bin_unless_released(p, size, seg);
                 }
                 seg = next;
             }
         }
-        released
+        before - self.footprint
     }
+}
+
+/// What `release_if_empty` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Emptied {
+    /// The chunk does not span its segment (or it is the top segment).
+    No,
+    /// The segment was unmapped; the chunk is gone.
+    Released,
+    /// The state's segment was decommitted down; the chunk now has this size.
+    Shrunk(usize),
 }

@@ -469,7 +469,13 @@ mod tests {
     fn index_matches_naive_on_samples_beyond_1mib() {
         let mut size = 1usize << 20;
         while size < 1 << 46 {
-            for s in [size - 16, size, size + 16, size + size / 2 - 16, size + size / 2] {
+            for s in [
+                size - 16,
+                size,
+                size + 16,
+                size + size / 2 - 16,
+                size + size / 2,
+            ] {
                 assert_eq!(compute_tree_index(s), naive_index(s), "size {s}");
             }
             size <<= 1;

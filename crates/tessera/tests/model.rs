@@ -1,0 +1,104 @@
+//! Model-based tests: random operation sequences against the shadow model
+//! (see `tessera::testing`), with `Heap::check` after every step.
+//!
+//! `TESSERA_PROPTEST_CASES` raises the number of cases, and
+//! `TESSERA_LONG_OPS` sets the length of the long deterministic run
+//! (default 200,000 operations; 1,000,000 in the long CI profile).
+
+use proptest::prelude::*;
+use tessera::testing::{Model, Op, OpGen};
+use tessera::Heap;
+
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        6 => 0usize..=256,
+        3 => 0usize..=8192,
+        1 => 0usize..=(256 << 10),
+        1 => 0usize..=(4 << 20),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => size().prop_map(Op::Malloc),
+        7 => any::<usize>().prop_map(Op::Free),
+        3 => (any::<usize>(), size()).prop_map(|(s, n)| Op::Realloc(s, n)),
+        1 => (any::<usize>(), size()).prop_map(|(s, n)| Op::ReallocInPlace(s, n)),
+        1 => (1usize..16, 0usize..4096).prop_map(|(n, s)| Op::Calloc(n, s)),
+        1 => (0u8..=20, size()).prop_map(|(a, n)| Op::Memalign(a, n)),
+        1 => (0usize..(1 << 20)).prop_map(Op::Trim),
+        1 => (1usize..8, 0usize..600).prop_map(|(n, s)| Op::IndependentCalloc(n, s)),
+        1 => proptest::collection::vec(0usize..3000, 1..6).prop_map(Op::IndependentComalloc),
+    ]
+}
+
+fn cases() -> u32 {
+    std::env::var("TESSERA_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_programs_keep_every_invariant(ops in proptest::collection::vec(op(), 1..120)) {
+        let mut m = Model::new(Heap::new());
+        if let Err(e) = m.run(&ops) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn long_deterministic_run() {
+    let n: usize = std::env::var("TESSERA_LONG_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let mut gen = OpGen::new(0x5EED);
+    let mut m = Model::new(Heap::new());
+    // A full check after every op would make a long run quadratic in the
+    // heap size; check every 64 ops and after every large op instead.
+    m.check_every_op = false;
+    for i in 0..n {
+        let op = gen.op();
+        m.apply(&op)
+            .unwrap_or_else(|e| panic!("op {i} {op:?}: {e}"));
+        if i % 64 == 0 {
+            m.heap
+                .check()
+                .unwrap_or_else(|e| panic!("after op {i} {op:?}: {e}"));
+        }
+        // Keep the live set bounded so the run stays fast.
+        while m.live() > 2000 {
+            m.apply(&Op::Free(gen.next_u64() as usize)).unwrap();
+        }
+    }
+    m.free_all().unwrap();
+}
+
+#[test]
+fn a_model_that_can_fail_does_fail() {
+    // The model must notice lost data: corrupt a block behind its back.
+    let mut m = Model::new(Heap::new());
+    m.apply(&Op::Malloc(64)).unwrap();
+    let mut out = [std::ptr::null_mut(); 1];
+    // Find the live block through the heap walk and scribble on it.
+    m.heap.walk(&mut |item| {
+        if let tessera::inspect::Item::Chunk(c) = item {
+            if c.kind == tessera::inspect::ChunkKind::InUse {
+                out[0] = c.mem() as *mut u8;
+            }
+        }
+    });
+    // SAFETY: the block is live and at least 64 bytes long.
+    unsafe { *out[0].add(10) ^= 0xFF };
+    let err = m.apply(&Op::Free(0)).unwrap_err();
+    assert!(err.contains("lost data"), "{err}");
+}
