@@ -89,9 +89,9 @@ pub fn write_hex(out: &mut [u8], x: usize) -> usize {
     } else {
         (usize::BITS - x.leading_zeros()).div_ceil(4) as usize
     };
-    for i in 0..digits {
+    for (i, slot) in out.iter_mut().take(digits).enumerate() {
         let nibble = (x >> (4 * (digits - 1 - i))) & 0xF;
-        out[i] = b"0123456789abcdef"[nibble];
+        *slot = b"0123456789abcdef"[nibble];
     }
     digits
 }
