@@ -461,31 +461,32 @@ pub trait Sink {
 }
 
 /// A line being assembled on the stack.
-struct Line {
+pub(crate) struct Line {
     buf: [u8; 512],
     len: usize,
 }
 
 impl Line {
-    fn new() -> Self {
+    // (shared with `trace`)
+    pub(crate) fn new() -> Self {
         Line {
             buf: [0; 512],
             len: 0,
         }
     }
-    fn str(&mut self, s: &str) {
+    pub(crate) fn str(&mut self, s: &str) {
         let b = s.as_bytes();
         let n = b.len().min(self.buf.len() - self.len);
         self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
         self.len += n;
     }
-    fn hex(&mut self, x: usize) {
+    pub(crate) fn hex(&mut self, x: usize) {
         self.str("0x");
         if self.len + 16 <= self.buf.len() {
             self.len += write_hex(&mut self.buf[self.len..], x);
         }
     }
-    fn dec(&mut self, mut x: usize) {
+    pub(crate) fn dec(&mut self, mut x: usize) {
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();
         loop {
@@ -514,7 +515,7 @@ impl Line {
         self.str("=");
         self.dec(v);
     }
-    fn end(&mut self, sink: &mut dyn Sink) {
+    pub(crate) fn end(&mut self, sink: &mut dyn Sink) {
         self.str("\n");
         sink.put(&self.buf[..self.len]);
         self.len = 0;

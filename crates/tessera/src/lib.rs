@@ -55,6 +55,7 @@ pub mod smallbins;
 pub mod stats;
 #[cfg(feature = "std")]
 pub mod testing;
+pub mod trace;
 pub mod treebins;
 
 pub use check::CheckError;
