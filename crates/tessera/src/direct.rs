@@ -189,7 +189,7 @@ impl<S: PageSource> State<S> {
             self.source.unmap(h.cast(), map_size);
             self.direct_count -= 1;
             self.direct_bytes -= map_size;
-            self.footprint -= map_size;
+            self.sub_footprint(map_size);
         }
     }
 
@@ -249,10 +249,8 @@ impl<S: PageSource> State<S> {
             Chunk::set_head(np, psize);
             write_foot(np, psize);
             self.direct_bytes = self.direct_bytes - old_map + new_map;
-            self.footprint = self.footprint - old_map + new_map;
-            if self.footprint > self.max_footprint {
-                self.max_footprint = self.footprint;
-            }
+            self.sub_footprint(old_map);
+            self.add_footprint(new_map);
             np
         }
     }
@@ -313,7 +311,7 @@ impl<S: PageSource> State<S> {
                 }
             }
             self.direct_bytes -= released;
-            self.footprint -= released;
+            self.sub_footprint(released);
         }
     }
 
@@ -335,7 +333,7 @@ impl<S: PageSource> State<S> {
             }
         }
         self.direct = ptr::null_mut();
-        self.footprint -= self.direct_bytes;
+        self.sub_footprint(self.direct_bytes);
         self.direct_bytes = 0;
         self.direct_count = 0;
     }
@@ -362,5 +360,58 @@ unsafe fn write_foot(p: *mut Chunk, psize: usize) {
     unsafe {
         Chunk::set_prev_foot(f, 0);
         Chunk::set_head(f, Head::FENCEPOST);
+    }
+}
+
+/// Maps a direct chunk of at least `nb` bytes that no heap owns (header
+/// owner null, in no list). Used only when every arena is held by a thread
+/// that is forking, so that malloc never waits for a fork to finish (see
+/// `arena`). Freed by [`orphan_free`]. Null on failure.
+pub(crate) fn orphan_alloc(nb: usize) -> *mut u8 {
+    let source = crate::os::Mmap;
+    let page = source.page_size();
+    let Some(raw) = nb.checked_add(MMAP_HEADER_SIZE + WORD + MMAP_FOOT_SIZE + page) else {
+        return ptr::null_mut();
+    };
+    let map_size = align_up(raw - page, page);
+    let h: *mut MmapHeader = source.map(map_size).cast();
+    if h.is_null() {
+        return ptr::null_mut();
+    }
+    let p = MmapHeader::chunk(h, MMAP_HEADER_SIZE);
+    if !registry::add_direct(p as usize) {
+        // SAFETY: the mapping was just made and is unused.
+        unsafe { source.unmap(h.cast(), map_size) };
+        return ptr::null_mut();
+    }
+    let psize = map_size - MMAP_HEADER_SIZE - MMAP_FOOT_SIZE;
+    // SAFETY: header, chunk and fencepost lie inside the fresh mapping.
+    unsafe {
+        h.write(MmapHeader {
+            check: registry::key() ^ (h as usize),
+            owner: ptr::null_mut(),
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            map_size,
+            chunk_offset: MMAP_HEADER_SIZE,
+        });
+        Chunk::set_prev_foot(p, MMAP_HEADER_SIZE);
+        Chunk::set_head(p, psize);
+        write_foot(p, psize);
+    }
+    Chunk::to_mem(p)
+}
+
+/// Unmaps an orphan direct chunk.
+///
+/// # Safety
+/// `p` must be a live orphan chunk (validated header, null owner).
+pub(crate) unsafe fn orphan_free(p: *mut Chunk) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        let h = MmapHeader::of_chunk(p);
+        registry::remove_direct(p as usize);
+        (*h).check = 0;
+        crate::os::Mmap.unmap(h.cast(), (*h).map_size);
     }
 }

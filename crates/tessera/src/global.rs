@@ -10,85 +10,27 @@
 //! const-initialised static, so allocations before `main` work, and nothing
 //! here allocates through the global allocator itself.
 //!
-//! For now all threads share one heap behind one lock (see `lock.rs`).
+//! Behind it: a per-thread cache of small chunks (no lock on the fast path,
+//! see `tcache`) in front of a set of arenas, each a whole dlmalloc heap
+//! with its own lock (see `arena`). Frees from other threads never wait:
+//! they go to the owner's remote stack when its lock is taken.
 
-use crate::chunk::{MALLOC_ALIGNMENT, MAX_REQUEST};
-use crate::heap::{Heap, State};
-use crate::lock::RawLock;
+use crate::arena::{self, Arena};
+use crate::chunk::{Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
+use crate::direct::MmapHeader;
+use crate::heap::Heap;
 use crate::os::Mmap;
+use crate::registry;
+use crate::report::{fatal, Misuse};
+use crate::segment::Segment;
+use crate::tcache::{self, MAX_CACHED_SIZE};
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 /// The global allocator: `#[global_allocator] static A: Tessera = Tessera;`
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tessera;
-
-struct Global {
-    lock: RawLock,
-    state: UnsafeCell<*mut State<Mmap>>,
-}
-
-// SAFETY: `state` is only read or written with `lock` held.
-unsafe impl Sync for Global {}
-
-static GLOBAL: Global = Global {
-    lock: RawLock::new(),
-    state: UnsafeCell::new(ptr::null_mut()),
-};
-
-/// Runs `f` on the global heap with the lock held; None if the heap could
-/// not be created.
-#[inline(always)]
-fn with_heap<R>(f: impl FnOnce(&mut State<Mmap>) -> R) -> Option<R> {
-    GLOBAL.lock.lock();
-    // SAFETY: the lock is held, so this thread alone uses `state`.
-    let r = unsafe {
-        let slot = &mut *GLOBAL.state.get();
-        if slot.is_null() {
-            *slot = create();
-        }
-        if slot.is_null() {
-            None
-        } else {
-            Some(f(&mut **slot))
-        }
-    };
-    // SAFETY: taken above.
-    unsafe { GLOBAL.lock.unlock() };
-    r
-}
-
-#[cold]
-fn create() -> *mut State<Mmap> {
-    CONFIG_LOCK.lock();
-    // SAFETY: CONFIG is read with its lock held.
-    let cfg = unsafe {
-        let c = *CONFIG.get();
-        CONFIG_LOCK.unlock();
-        c
-    };
-    match Heap::with_config(Mmap, cfg) {
-        Some(h) => {
-            let raw = h.as_raw();
-            core::mem::forget(h);
-            raw
-        }
-        None => ptr::null_mut(),
-    }
-}
-
-/// Runs `f` on the global heap (creating it if needed), with the lock held.
-/// Returns None if the heap cannot be created. For statistics, checks and
-/// snapshots of the global heap: `f` must not allocate through the global
-/// allocator (that would deadlock).
-pub fn with_global_heap<R>(f: impl FnOnce(&mut Heap<Mmap>) -> R) -> Option<R> {
-    with_heap(|state| {
-        // SAFETY: a temporary handle over the global state, never dropped.
-        let mut h = core::mem::ManuallyDrop::new(unsafe { Heap::from_raw(state) });
-        f(&mut h)
-    })
-}
 
 // ---------------------------------------------------------------------
 // The C-shaped API of the process-wide allocator. The C library
@@ -97,10 +39,106 @@ pub fn with_global_heap<R>(f: impl FnOnce(&mut Heap<Mmap>) -> R) -> Option<R> {
 // does).
 // ---------------------------------------------------------------------
 
+/// Runs `f` on a locked arena of the calling thread; on a null result
+/// (that arena is out of memory) tries the others once. `None` only while
+/// another thread forks and every arena is taken.
+#[inline]
+fn in_arena(f: impl Fn(&mut Arena) -> *mut u8) -> Option<*mut u8> {
+    tcache::with(|tc| {
+        let a = arena::lock_for_thread(&mut tc.arena);
+        if a.is_null() {
+            return None;
+        }
+        // SAFETY: locked by lock_for_thread; unlocked below.
+        let p = unsafe {
+            let p = f(&mut *a);
+            arena::unlock(a);
+            p
+        };
+        if !p.is_null() {
+            return Some(p);
+        }
+        Some(retry_elsewhere(a, &f))
+    })
+}
+
+#[cold]
+fn retry_elsewhere(tried: *mut Arena, f: &dyn Fn(&mut Arena) -> *mut u8) -> *mut u8 {
+    for i in 0..arena::count() {
+        let b = arena::get(i);
+        // SAFETY: arenas are never freed.
+        if b.is_null() || b == tried || unsafe { (*b).abandoned } {
+            continue;
+        }
+        // SAFETY: as above; unlocked right after.
+        unsafe {
+            if arena::try_lock(b) {
+                let p = f(&mut *b);
+                arena::unlock(b);
+                if !p.is_null() {
+                    return p;
+                }
+            }
+        }
+    }
+    let b = arena::create();
+    if b.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a fresh arena; unlocked right after.
+    unsafe {
+        arena::lock(b);
+        let p = f(&mut *b);
+        arena::unlock(b);
+        p
+    }
+}
+
 /// `malloc`: at least `size` bytes, 16-aligned; null on failure.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
-    with_heap(|h| h.malloc(size)).unwrap_or(ptr::null_mut())
+    if let Some(c) = tcache::cached_class(size) {
+        let p = tcache::with(|tc| tc.pop(c));
+        if !p.is_null() {
+            return p;
+        }
+        return malloc_refill(size, c);
+    }
+    malloc_slow(size)
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_refill(size: usize, c: usize) -> *mut u8 {
+    let p = tcache::with(|tc| {
+        if !tc.usable() {
+            return ptr::null_mut();
+        }
+        let a = arena::lock_for_thread(&mut tc.arena);
+        if a.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: locked; unlocked right after.
+        unsafe {
+            let p = tc.refill(&mut *a, c);
+            arena::unlock(a);
+            p
+        }
+    });
+    arena::ensure_atfork();
+    if p.is_null() {
+        malloc_slow(size)
+    } else {
+        p
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut u8 {
+    let p = in_arena(|a| a.malloc(size)).unwrap_or_else(|| arena::orphan_malloc(size));
+    arena::ensure_atfork();
+    p
 }
 
 /// `free`. Null is ignored; misuse is detected where cheaply possible and
@@ -110,25 +148,117 @@ pub fn malloc(size: usize) -> *mut u8 {
 /// `ptr` must be null or live, from this allocator.
 #[inline]
 pub unsafe fn free(ptr: *mut u8) {
+    let p = Chunk::from_mem(ptr);
+    if ptr as usize & (MALLOC_ALIGNMENT - 1) == 0 && registry::in_segment(p as usize) {
+        // SAFETY: the registry vouches for the segment holding `p`.
+        let head = unsafe { Chunk::head(p) };
+        let size = head.size();
+        // CINUSE set, bit 3 clear (a whole multiple of 16), cacheable size.
+        if head.0 & 0b1010 == 0b0010 && size.wrapping_sub(32) <= MAX_CACHED_SIZE - 32 {
+            if tcache::with(|tc| tc.push(tcache::class_of(size), ptr)) {
+                return;
+            }
+        }
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { free_slow(ptr) }
+}
+
+/// Who owns a validated pointer.
+enum Owner {
+    Arena(*mut Arena),
+    Orphan(*mut Chunk),
+}
+
+/// Validates a pointer from outside and finds its owner, without reading a
+/// byte the registry has not vouched for. Aborts with a one-line message on
+/// misuse.
+fn owner_of(ptr: *mut u8, realloc: bool) -> Owner {
+    if ptr as usize & (MALLOC_ALIGNMENT - 1) != 0 {
+        fatal(Misuse::Misaligned, ptr);
+    }
+    let p = Chunk::from_mem(ptr);
+    let seg = Segment::of(p.cast());
+    if registry::in_segment(seg as usize) {
+        // SAFETY: the registry vouches for the segment record.
+        unsafe {
+            if (*seg).check != registry::key() ^ (seg as usize) {
+                fatal(Misuse::CorruptRecord, ptr);
+            }
+            if !Chunk::cinuse(p) {
+                fatal(
+                    if realloc {
+                        Misuse::ReallocFreed
+                    } else {
+                        Misuse::DoubleFree
+                    },
+                    ptr,
+                );
+            }
+            Owner::Arena((*seg).owner.cast())
+        }
+    } else if registry::is_direct(p as usize) {
+        // SAFETY: the registry vouches for a direct chunk in this page.
+        unsafe {
+            let h = MmapHeader::of_chunk(p);
+            if h.is_null() || (*h).check != registry::key() ^ (h as usize) {
+                fatal(Misuse::CorruptRecord, ptr);
+            }
+            if arena::is_orphan_owner((*h).owner) {
+                Owner::Orphan(p)
+            } else {
+                Owner::Arena((*h).owner.cast())
+            }
+        }
+    } else {
+        fatal(
+            if realloc {
+                Misuse::ReallocFreed
+            } else {
+                Misuse::InvalidPointer
+            },
+            ptr,
+        )
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(ptr: *mut u8) {
     if ptr.is_null() {
         return;
     }
-    // SAFETY: forwarded to the caller.
-    with_heap(|h| unsafe { h.free(ptr) });
+    match owner_of(ptr, false) {
+        // SAFETY: validated, live in `a` (caller).
+        Owner::Arena(a) => unsafe { arena::free_to_owner(a, ptr) },
+        // SAFETY: validated orphan.
+        Owner::Orphan(p) => unsafe { arena::orphan_free(p) },
+    }
 }
 
 /// `calloc`: `n * size` zeroed bytes; null on overflow or failure.
 #[inline]
 pub fn calloc(n: usize, size: usize) -> *mut u8 {
-    with_heap(|h| h.calloc(n, size)).unwrap_or(ptr::null_mut())
+    let Some(bytes) = n.checked_mul(size) else {
+        return ptr::null_mut();
+    };
+    if bytes <= tcache::MAX_CACHED_REQUEST {
+        let p = malloc(bytes);
+        if !p.is_null() {
+            // SAFETY: a fresh block of at least `bytes` bytes.
+            unsafe { ptr::write_bytes(p, 0, bytes) };
+        }
+        return p;
+    }
+    in_arena(|a| a.calloc(1, bytes)).unwrap_or_else(|| arena::orphan_malloc(bytes))
 }
 
 /// `realloc` with dlmalloc's rules: null `ptr` is `malloc`; `size == 0`
 /// frees and returns null; on failure returns null and `ptr` stays valid.
+/// A chunk is resized within the arena that owns it.
 ///
 /// # Safety
 /// `ptr` must be null or live, from this allocator.
-#[inline]
 pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
     if ptr.is_null() {
         return malloc(size);
@@ -138,8 +268,32 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
         unsafe { free(ptr) };
         return ptr::null_mut();
     }
-    // SAFETY: forwarded to the caller.
-    with_heap(|h| unsafe { h.realloc(ptr, size) }).unwrap_or(ptr::null_mut())
+    let owner = owner_of(ptr, true);
+    if size >= MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    if let Owner::Arena(a) = owner {
+        // SAFETY: arenas are never freed; `ptr` is live in `a`.
+        unsafe {
+            if !(*a).abandoned && arena::try_lock_or_wait(a) {
+                let r = (*a).realloc(ptr, size);
+                arena::unlock(a);
+                if !r.is_null() {
+                    return r;
+                }
+            }
+        }
+    }
+    // Move: another arena (or an orphan), copy, free the old block.
+    let new = malloc(size);
+    if !new.is_null() {
+        // SAFETY: both blocks are live; `usable_size` bounds the old one.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, new, usable_size(ptr).min(size));
+            free(ptr);
+        }
+    }
+    new
 }
 
 /// Resizes without moving; returns whether it did.
@@ -147,15 +301,31 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
 /// # Safety
 /// `ptr` must be live, from this allocator.
 pub unsafe fn realloc_in_place(ptr: *mut u8, size: usize) -> bool {
-    // SAFETY: forwarded to the caller.
-    with_heap(|h| unsafe { h.realloc_in_place(ptr, size) }).unwrap_or(false)
+    match owner_of(ptr, true) {
+        // SAFETY: arenas are never freed; `ptr` is live in `a`.
+        Owner::Arena(a) => unsafe {
+            if (*a).abandoned || !arena::try_lock_or_wait(a) {
+                return false;
+            }
+            let ok = (*a).realloc_in_place(ptr, size);
+            arena::unlock(a);
+            ok
+        },
+        Owner::Orphan(_) => false,
+    }
 }
 
 /// `memalign`: `size` bytes aligned to `align` (rounded up to a power of
 /// two); null on failure.
-#[inline]
 pub fn memalign(align: usize, size: usize) -> *mut u8 {
-    with_heap(|h| h.memalign(align, size)).unwrap_or(ptr::null_mut())
+    if align <= MALLOC_ALIGNMENT {
+        return malloc(size);
+    }
+    in_arena(|a| a.memalign(align, size)).unwrap_or_else(|| {
+        // Fork escape: an orphan large enough to align inside is not worth
+        // it; wait for the fork instead.
+        ptr::null_mut()
+    })
 }
 
 /// `malloc_usable_size`: 0 for null.
@@ -166,35 +336,84 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
     if ptr.is_null() {
         return 0;
     }
-    // SAFETY: forwarded to the caller.
-    with_heap(|h| unsafe { h.usable_size(ptr) }).unwrap_or(0)
+    owner_of(ptr, false);
+    // SAFETY: validated: an in-use chunk whose size bits only its owner's
+    // thread changes, and never while it is in use.
+    unsafe { Chunk::usable_size(Chunk::from_mem(ptr)) }
 }
 
 /// Does `ptr` look like a live allocation of this allocator? Never aborts.
 pub fn owns(ptr: *mut u8) -> bool {
-    with_heap(|h| h.owns(ptr)).unwrap_or(false)
+    if ptr.is_null() || ptr as usize & 15 != 0 {
+        return false;
+    }
+    let p = Chunk::from_mem(ptr);
+    let seg = Segment::of(p.cast());
+    // SAFETY: records are read only after the registry vouches for them.
+    unsafe {
+        if Segment::is_live(seg) {
+            Segment::holds(seg, p.cast()) && Chunk::cinuse(p)
+        } else {
+            registry::is_direct(p as usize) && !MmapHeader::of_chunk(p).is_null()
+        }
+    }
 }
 
-/// `malloc_trim(pad)`: gives free memory back to the OS everywhere.
-/// Returns whether anything was released.
+/// `malloc_trim(pad)`: empties the calling thread's cache and gives free
+/// memory back to the OS in every arena. Returns whether anything was
+/// released.
 pub fn trim(pad: usize) -> bool {
-    with_heap(|h| h.trim(pad)).unwrap_or(false)
+    tcache::flush_current();
+    let mut any = false;
+    arena::for_each(&mut |_, a| {
+        // SAFETY: locked by for_each.
+        any |= unsafe { (*a).trim(pad) };
+    });
+    any
 }
 
-/// Statistics summed over every heap of the allocator.
+/// Statistics summed over every arena (chunks in thread caches count as in
+/// use). `max_footprint` is the peak of the process-wide total.
 pub fn stats() -> crate::Stats {
-    with_global_heap(|h| h.stats()).unwrap_or_default()
+    let mut total = crate::Stats::default();
+    arena::for_each(&mut |_, a| {
+        // SAFETY: locked by for_each.
+        let s = unsafe { (*a).stats() };
+        total.arena += s.arena;
+        total.ordblks += s.ordblks;
+        total.hblks += s.hblks;
+        total.hblkhd += s.hblkhd;
+        total.uordblks += s.uordblks;
+        total.fordblks += s.fordblks;
+        total.keepcost += s.keepcost;
+        total.footprint += s.footprint;
+        total.inuse_chunks += s.inuse_chunks;
+        total.segments += s.segments;
+    });
+    total.max_footprint = arena::SHARED.peak.load(Ordering::Relaxed);
+    total
 }
 
-/// Calls `f(index, heap)` for each heap (arena) of the allocator, with that
-/// heap locked. `f` must not allocate through the global allocator.
+/// Calls `f(index, heap)` for each arena, with that arena locked. `f` must
+/// not allocate through the global allocator (that could deadlock).
 pub fn for_each_heap(f: &mut dyn FnMut(usize, &Heap<Mmap>)) {
-    with_global_heap(|h| f(0, h));
+    arena::for_each(&mut |i, a| {
+        // SAFETY: a temporary handle over a locked arena, never dropped.
+        let h = core::mem::ManuallyDrop::new(unsafe { Heap::from_raw(a) });
+        f(i, &h);
+    });
 }
 
-/// Verifies every heap of the allocator.
+/// Verifies every arena.
 pub fn check() -> Result<(), crate::CheckError> {
-    with_global_heap(|h| h.check()).unwrap_or(Ok(()))
+    let mut r = Ok(());
+    arena::for_each(&mut |_, a| {
+        if r.is_ok() {
+            // SAFETY: locked by for_each.
+            r = unsafe { (*a).check() };
+        }
+    });
+    r
 }
 
 /// Tunables of the process-wide allocator (glibc's `mallopt` codes map here).
@@ -212,103 +431,87 @@ pub enum Tunable {
     ArenaMax,
 }
 
-/// Sets a tunable for every heap, present and future. Returns false when
+/// Sets a tunable for every arena, present and future. Returns false when
 /// the value is out of range.
 pub fn set_tunable(t: Tunable, value: usize) -> bool {
-    CONFIG_LOCK.lock();
-    // SAFETY: CONFIG is only touched with CONFIG_LOCK held.
-    let ok = unsafe {
-        let c = &mut *CONFIG.get();
-        match t {
-            Tunable::MmapThreshold => {
-                if value > crate::segment::MAX_SEGMENT_CHUNK {
-                    false
-                } else {
-                    c.mmap_threshold = value;
-                    true
-                }
-            }
-            Tunable::TrimThreshold => {
-                c.trim_threshold = value;
-                true
-            }
-            Tunable::TopPad => {
-                c.top_pad = value;
-                true
-            }
-            Tunable::MmapMax => {
-                c.mmap_max = value;
-                true
-            }
-            Tunable::ArenaMax => true,
+    match t {
+        Tunable::MmapThreshold if value > crate::segment::MAX_SEGMENT_CHUNK => return false,
+        Tunable::ArenaMax => {
+            arena::set_limit(value);
+            return true;
         }
-    };
-    // SAFETY: taken above; reading the copy under the lock.
-    let cfg = unsafe {
-        let c = *CONFIG.get();
-        CONFIG_LOCK.unlock();
-        c
-    };
-    if ok {
-        with_global_heap(|h| h.set_config(cfg));
+        _ => {}
     }
-    ok
+    arena::update_config(|c| match t {
+        Tunable::MmapThreshold => c.mmap_threshold = value,
+        Tunable::TrimThreshold => c.trim_threshold = value,
+        Tunable::TopPad => c.top_pad = value,
+        Tunable::MmapMax => c.mmap_max = value,
+        Tunable::ArenaMax => {}
+    });
+    true
 }
 
-/// The tunables every heap starts with (and `set_tunable` updates).
-static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(crate::heap::Config::DEFAULT));
-static CONFIG_LOCK: RawLock = RawLock::new();
-
-struct ConfigCell(UnsafeCell<crate::heap::Config>);
-// SAFETY: only accessed with CONFIG_LOCK held.
-unsafe impl Sync for ConfigCell {}
-impl ConfigCell {
-    fn get(&self) -> *mut crate::heap::Config {
-        self.0.get()
-    }
-}
-
-/// Bytes obtained from the OS by all heaps.
+/// Bytes obtained from the OS by all arenas.
 pub fn footprint() -> usize {
-    with_global_heap(|h| h.footprint()).unwrap_or(0)
+    arena::SHARED.total.load(Ordering::Relaxed)
 }
 
-/// The largest footprint so far (summed per heap).
+/// The largest footprint so far.
 pub fn max_footprint() -> usize {
-    with_global_heap(|h| h.max_footprint()).unwrap_or(0)
+    arena::SHARED.peak.load(Ordering::Relaxed)
 }
 
-/// The footprint limit (0 = none).
+/// The process-wide footprint limit (0 = none).
 pub fn footprint_limit() -> usize {
-    with_global_heap(|h| h.footprint_limit()).unwrap_or(0)
+    arena::SHARED.limit.load(Ordering::Relaxed)
 }
 
-/// Sets the footprint limit for the whole allocator (0 = none); returns the
-/// limit in effect.
+/// Sets the process-wide footprint limit, rounded up to pages (0 = none);
+/// returns the limit in effect.
 pub fn set_footprint_limit(bytes: usize) -> usize {
-    with_global_heap(|h| h.set_footprint_limit(bytes)).unwrap_or(0)
+    let limit = if bytes == 0 || bytes > usize::MAX - 4096 {
+        0
+    } else {
+        crate::chunk::align_up(bytes, 4096)
+    };
+    arena::SHARED.limit.store(limit, Ordering::Relaxed);
+    limit
 }
 
-/// Writes a snapshot of every heap (see `inspect`), without allocating.
+/// Writes a snapshot of every arena (see `inspect`), one after the other,
+/// without allocating.
 pub fn write_snapshot(sink: &mut dyn crate::inspect::Sink, max_pages: usize) {
-    with_global_heap(|h| h.write_snapshot(sink, max_pages));
+    for_each_heap(&mut |_, h| h.write_snapshot(sink, max_pages));
 }
 
-/// Fork support: call before `fork` (takes the allocator's locks).
+/// Fork support: call before `fork`. The allocator registers these three
+/// with `pthread_atfork` itself on first use; registering them again is
+/// harmless (nested calls do nothing).
 pub fn fork_prepare() {
-    GLOBAL.lock.lock();
+    arena::fork_prepare();
 }
 
 /// Fork support: call in the parent after `fork`.
 pub fn fork_parent() {
-    // SAFETY: taken in fork_prepare by this thread.
-    unsafe { GLOBAL.lock.unlock() };
+    arena::fork_parent();
 }
 
 /// Fork support: call in the child after `fork`.
 pub fn fork_child() {
-    // SAFETY: the child has one thread, the one that took the lock.
-    unsafe { GLOBAL.lock.reset() };
+    let mine = tcache::with(|tc| tc.arena);
+    arena::fork_child(mine);
+}
+
+/// Empties the calling thread's cache into the arenas (it refills on the
+/// next small malloc). Threads flush automatically when they exit.
+pub fn flush_thread_cache() {
+    tcache::flush_current();
+}
+
+/// Number of arenas created so far.
+pub fn arena_count() -> usize {
+    arena::count()
 }
 
 // SAFETY: every pointer returned satisfies the layout (16-byte alignment from
@@ -317,64 +520,50 @@ pub fn fork_child() {
 unsafe impl GlobalAlloc for Tessera {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        with_heap(|h| {
-            if align <= MALLOC_ALIGNMENT {
-                h.malloc(size)
-            } else {
-                h.memalign(align, size)
-            }
-        })
-        .unwrap_or(ptr::null_mut())
+        if layout.align() <= MALLOC_ALIGNMENT {
+            malloc(layout.size())
+        } else {
+            memalign(layout.align(), layout.size())
+        }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         // SAFETY: `ptr` came from this allocator (caller).
-        with_heap(|h| unsafe { h.free(ptr) });
+        unsafe { free(ptr) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        with_heap(|h| {
-            if align <= MALLOC_ALIGNMENT {
-                h.calloc(1, size)
-            } else {
-                let p = h.memalign(align, size);
-                if !p.is_null() {
-                    // SAFETY: p is a fresh block of at least `size` bytes.
-                    unsafe { ptr::write_bytes(p, 0, size) };
-                }
-                p
+        if layout.align() <= MALLOC_ALIGNMENT {
+            calloc(1, layout.size())
+        } else {
+            let p = memalign(layout.align(), layout.size());
+            if !p.is_null() {
+                // SAFETY: p is a fresh block of at least `size` bytes.
+                unsafe { ptr::write_bytes(p, 0, layout.size()) };
             }
-        })
-        .unwrap_or(ptr::null_mut())
+            p
+        }
     }
 
     #[inline]
     unsafe fn realloc(&self, old: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let align = layout.align();
-        if new_size >= MAX_REQUEST {
-            return ptr::null_mut();
+        if layout.align() <= MALLOC_ALIGNMENT {
+            // SAFETY: `old` is live with `layout` (caller); new_size > 0.
+            return unsafe { realloc(old, new_size) };
         }
-        with_heap(|h| {
-            // SAFETY: `old` is live in this allocator with `layout` (caller).
-            unsafe {
-                if align <= MALLOC_ALIGNMENT {
-                    return h.realloc(old, new_size);
-                }
-                if h.realloc_in_place(old, new_size) {
-                    return old;
-                }
-                let new = h.memalign(align, new_size);
-                if !new.is_null() {
-                    ptr::copy_nonoverlapping(old, new, layout.size().min(new_size));
-                    h.free(old);
-                }
-                new
+        // SAFETY: as above.
+        unsafe {
+            if realloc_in_place(old, new_size) {
+                return old;
             }
-        })
-        .unwrap_or(ptr::null_mut())
+            let new = memalign(layout.align(), new_size);
+            if !new.is_null() {
+                ptr::copy_nonoverlapping(old, new, layout.size().min(new_size));
+                free(old);
+            }
+            new
+        }
     }
 }

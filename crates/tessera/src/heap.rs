@@ -34,6 +34,7 @@ use crate::chunk::{
     MEM_OFFSET, MIN_CHUNK_SIZE,
 };
 use crate::direct::MmapHeader;
+use crate::lock::RawLock;
 use crate::os::{Mmap, PageSource};
 use crate::registry;
 use crate::report::{fatal, Misuse};
@@ -44,6 +45,7 @@ use crate::segment::{
 use crate::smallbins::{is_small, small_index, small_index2size, SmallBins, MAX_SMALL_REQUEST};
 use crate::treebins::{TreeBins, Unlinked};
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
 /// Tunables of one heap. Defaults follow dlmalloc 2.8.6 and glibc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +114,49 @@ pub struct State<S: PageSource> {
     /// header; calloc clears it before allocating and reads it after.
     pub(crate) carved_clean: *mut Chunk,
     pub(crate) config: Config,
+    /// Footprint shared by all arenas of the process allocator (null for a
+    /// standalone heap).
+    pub(crate) shared: *const SharedFootprint,
+    /// Held by whoever operates on an arena's heap (unused by `Heap`).
+    pub(crate) lock: RawLock,
+    /// Chunks freed by threads that found `lock` taken: a lock-free stack
+    /// linked through the first payload word, drained by the next lock holder.
+    pub(crate) remote: AtomicPtr<u8>,
+    /// Threads bound to this arena.
+    pub(crate) attached: AtomicUsize,
+    /// In a forked child: this arena was created while the parent forked and
+    /// may be half-updated; it is never used again and frees into it leak.
+    pub(crate) abandoned: bool,
     pub(crate) source: S,
+}
+
+/// Footprint accounting shared by every arena of the process allocator, so
+/// that one limit covers them all.
+#[derive(Debug)]
+pub struct SharedFootprint {
+    /// Bytes obtained from the OS by all arenas.
+    pub total: AtomicUsize,
+    /// The largest `total` so far.
+    pub peak: AtomicUsize,
+    /// 0 = unlimited.
+    pub limit: AtomicUsize,
+}
+
+impl SharedFootprint {
+    /// Nothing counted, no limit.
+    pub const fn new() -> Self {
+        SharedFootprint {
+            total: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            limit: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Default for SharedFootprint {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<S: PageSource> State<S> {
@@ -1118,6 +1162,11 @@ impl<S: PageSource> Heap<S> {
                 top_clean: top as usize + MEM_OFFSET,
                 carved_clean: ptr::null_mut(),
                 config,
+                shared: ptr::null(),
+                lock: RawLock::new(),
+                remote: AtomicPtr::new(ptr::null_mut()),
+                attached: AtomicUsize::new(0),
+                abandoned: false,
                 source,
             });
             Chunk::set_head(top, topsize | Head::PINUSE);

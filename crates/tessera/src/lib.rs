@@ -40,9 +40,12 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+mod arena;
 pub mod check;
 pub mod chunk;
 pub mod direct;
+#[cfg(feature = "std")]
 pub mod global;
 pub mod heap;
 pub mod inspect;
@@ -54,11 +57,14 @@ pub mod segment;
 pub mod smallbins;
 pub mod stats;
 #[cfg(feature = "std")]
+mod tcache;
+#[cfg(feature = "std")]
 pub mod testing;
 pub mod trace;
 pub mod treebins;
 
 pub use check::CheckError;
+#[cfg(feature = "std")]
 pub use global::Tessera;
 pub use heap::{Config, Heap};
 #[cfg(feature = "std")]

@@ -51,6 +51,29 @@ impl RawLock {
         }
     }
 
+    /// Takes the lock, waiting at most about `ms` milliseconds. Returns
+    /// whether it was taken.
+    pub fn lock_timeout_ms(&self, ms: u32) -> bool {
+        if self.try_lock() || self.state.swap(2, Ordering::Acquire) == 0 {
+            return true;
+        }
+        let ts = libc::timespec {
+            tv_sec: (ms / 1000) as libc::time_t,
+            tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+        };
+        // SAFETY: FUTEX_WAIT with a relative timeout reads the word atomically.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.state.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                2u32,
+                &ts as *const libc::timespec,
+            );
+        }
+        self.state.swap(2, Ordering::Acquire) == 0
+    }
+
     /// Releases the lock.
     ///
     /// # Safety

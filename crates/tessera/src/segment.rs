@@ -44,6 +44,7 @@ use crate::heap::State;
 use crate::os::PageSource;
 use crate::registry;
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 /// Size and alignment of every segment reservation: 64 MiB, like glibc's
 /// HEAP_MAX_SIZE for non-main arenas.
@@ -211,20 +212,42 @@ impl<S: PageSource> State<S> {
         align_up(self.config.granularity.max(1), self.source.page_size())
     }
 
-    /// Would adding `bytes` to the footprint break the footprint limit?
+    /// Would adding `bytes` to the footprint break the footprint limit (this
+    /// heap's, or the limit shared by all arenas)?
     #[inline]
     pub(crate) fn over_limit(&self, bytes: usize) -> bool {
-        self.footprint_limit != 0
-            && self
-                .footprint
-                .checked_add(bytes)
-                .is_none_or(|fp| fp > self.footprint_limit)
+        let over =
+            |fp: usize, limit: usize| limit != 0 && fp.checked_add(bytes).is_none_or(|t| t > limit);
+        if over(self.footprint, self.footprint_limit) {
+            return true;
+        }
+        // SAFETY: `shared` is null or points to a static.
+        match unsafe { self.shared.as_ref() } {
+            Some(sh) => over(
+                sh.total.load(Ordering::Relaxed),
+                sh.limit.load(Ordering::Relaxed),
+            ),
+            None => false,
+        }
     }
 
     pub(crate) fn add_footprint(&mut self, bytes: usize) {
         self.footprint += bytes;
         if self.footprint > self.max_footprint {
             self.max_footprint = self.footprint;
+        }
+        // SAFETY: `shared` is null or points to a static.
+        if let Some(sh) = unsafe { self.shared.as_ref() } {
+            let total = sh.total.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            sh.peak.fetch_max(total, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn sub_footprint(&mut self, bytes: usize) {
+        self.footprint -= bytes;
+        // SAFETY: `shared` is null or points to a static.
+        if let Some(sh) = unsafe { self.shared.as_ref() } {
+            sh.total.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
@@ -364,7 +387,7 @@ impl<S: PageSource> State<S> {
             registry::remove_segment(seg as usize);
             (*seg).check = 0;
             self.source.unmap(Segment::base(seg), (*seg).reserved);
-            self.footprint -= committed;
+            self.sub_footprint(committed);
         }
         Emptied::Released
     }
@@ -386,7 +409,7 @@ impl<S: PageSource> State<S> {
                 let cut = Segment::base(seg).wrapping_add(keep);
                 if self.source.decommit(cut, committed - keep) {
                     (*seg).committed = keep;
-                    self.footprint -= committed - keep;
+                    self.sub_footprint(committed - keep);
                     Segment::write_fencepost(seg, false);
                 }
             }
@@ -450,7 +473,7 @@ impl<S: PageSource> State<S> {
             if self.top_clean > fence {
                 self.top_clean = fence;
             }
-            self.footprint -= release;
+            self.sub_footprint(release);
             release
         }
     }

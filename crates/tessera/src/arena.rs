@@ -1,0 +1,555 @@
+//! Arenas: the process allocator's set of heaps, each behind its own lock,
+//! as ptmalloc3 builds on dlmalloc's mspaces.
+//!
+//! # Glossary
+//! - **arena**: one [`State`] (a whole heap) in the static slot table, with
+//!   its `lock`, its `remote` free stack and its count of `attached` threads.
+//! - **binding**: each thread uses one arena for its allocations (kept in its
+//!   thread cache). A thread that finds its arena locked tries the others,
+//!   creates a new one while under the limit (default 8 x cores, like
+//!   glibc's M_ARENA_MAX), and only then waits. New threads prefer arenas no
+//!   thread is attached to (those of exited threads).
+//! - **owner**: the arena a chunk belongs to: the segment record at
+//!   `chunk & !(SEGMENT_SIZE - 1)` names it (one mask, one load, no bytes
+//!   per chunk), or the mapping header for a direct chunk.
+//! - **remote free**: a chunk freed by a thread that cannot take its owner's
+//!   lock *right now* is pushed on the owner's lock-free `remote` stack (one
+//!   compare-exchange, through the chunk's first payload word); whoever
+//!   locks the arena next frees the stacked chunks. So `free` never waits.
+//!
+//! # Fork
+//! `fork_prepare` takes the config lock and every arena lock; `fork_parent`
+//! releases them; `fork_child` resets them. glibc takes *its* stdio list
+//! lock only after running atfork handlers (glibc bug 19431): a thread that
+//! holds a FILE lock and calls malloc while we hold the arenas would deadlock
+//! the forker if malloc waited. It never does: while `FORKING` is set, a
+//! thread that cannot lock its arena takes another, creates one, or maps a
+//! chunk owned by no arena ([`crate::direct`]'s orphans); frees go to the
+//! remote stacks. Arenas created during the fork window may be half-updated
+//! in the child, which abandons them (never allocates from them; frees into
+//! them are dropped).
+//!
+//! # Invariants
+//! - slots `0..COUNT` are claimed; a claimed slot is null only while being
+//!   created, or forever if creation failed. Arenas are never destroyed.
+//! - `attached` counts threads bound to the arena (exited threads detach).
+
+use crate::chunk::Chunk;
+use crate::heap::{Config, Heap, SharedFootprint, State};
+use crate::lock::RawLock;
+use crate::os::Mmap;
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+/// Hard cap on arenas (the default limit is 8 x cores, below this).
+pub const MAX_ARENAS: usize = 128;
+
+/// An arena's heap state.
+pub(crate) type Arena = State<Mmap>;
+
+static SLOTS: [AtomicPtr<Arena>; MAX_ARENAS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_ARENAS];
+/// Slots claimed so far.
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// M_ARENA_MAX; 0 = default.
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+/// Round-robin cursor for binding threads when every arena is taken.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Set between fork_prepare and fork_parent/fork_child.
+pub(crate) static FORKING: AtomicBool = AtomicBool::new(false);
+/// Slots that fork_prepare locked.
+static PREPARED: AtomicUsize = AtomicUsize::new(0);
+/// Footprint of all arenas together, with the process-wide limit.
+pub(crate) static SHARED: SharedFootprint = SharedFootprint::new();
+
+/// Tunables every new arena starts with; `set_config` updates them.
+struct ConfigCell(UnsafeCell<Config>);
+// SAFETY: only accessed with CONFIG_LOCK held.
+unsafe impl Sync for ConfigCell {}
+static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(Config::DEFAULT));
+static CONFIG_LOCK: RawLock = RawLock::new();
+
+/// The tunables new arenas get.
+pub(crate) fn config() -> Config {
+    CONFIG_LOCK.lock();
+    // SAFETY: lock held.
+    let c = unsafe { *CONFIG.0.get() };
+    // SAFETY: taken above.
+    unsafe { CONFIG_LOCK.unlock() };
+    c
+}
+
+/// Changes the tunables of every arena, present and future.
+pub(crate) fn update_config(f: impl FnOnce(&mut Config)) {
+    CONFIG_LOCK.lock();
+    // SAFETY: lock held.
+    let c = unsafe {
+        f(&mut *CONFIG.0.get());
+        *CONFIG.0.get()
+    };
+    // SAFETY: taken above.
+    unsafe { CONFIG_LOCK.unlock() };
+    for_each(&mut |_, a| {
+        // SAFETY: a temporary handle over a locked arena, never dropped.
+        let mut h = core::mem::ManuallyDrop::new(unsafe { Heap::from_raw(a) });
+        h.set_config(c);
+    });
+}
+
+/// The arena limit in effect.
+pub(crate) fn limit() -> usize {
+    let l = LIMIT.load(Ordering::Relaxed);
+    if l != 0 {
+        return l.min(MAX_ARENAS);
+    }
+    // SAFETY: sysconf has no preconditions and does not allocate.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (8 * cores.max(1) as usize).min(MAX_ARENAS)
+}
+
+/// Sets M_ARENA_MAX (0 = default). Existing arenas stay.
+pub(crate) fn set_limit(n: usize) {
+    LIMIT.store(n, Ordering::Relaxed);
+}
+
+/// Number of arena slots claimed.
+pub(crate) fn count() -> usize {
+    COUNT.load(Ordering::Acquire).min(MAX_ARENAS)
+}
+
+/// The arena in slot `i` (null if none).
+#[inline]
+pub(crate) fn get(i: usize) -> *mut Arena {
+    SLOTS[i].load(Ordering::Acquire)
+}
+
+/// Creates a new arena if under the limit (or if there is none at all);
+/// returns it unlocked, or null.
+#[cold]
+pub(crate) fn create() -> *mut Arena {
+    let mut n = COUNT.load(Ordering::Relaxed);
+    loop {
+        if n >= MAX_ARENAS || (n > 0 && n >= limit()) {
+            return ptr::null_mut();
+        }
+        match COUNT.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => n = now,
+        }
+    }
+    let Some(heap) = Heap::with_config(Mmap, config()) else {
+        return ptr::null_mut();
+    };
+    let a = heap.as_raw();
+    core::mem::forget(heap);
+    // SAFETY: a fresh arena nobody else sees yet.
+    unsafe {
+        (*a).shared = &SHARED;
+        let fp = (*a).footprint;
+        let total = SHARED.total.fetch_add(fp, Ordering::Relaxed) + fp;
+        SHARED.peak.fetch_max(total, Ordering::Relaxed);
+    }
+    SLOTS[n].store(a, Ordering::Release);
+    a
+}
+
+/// Picks an arena for a thread that has none, attaching it: one no thread
+/// uses, else a new one, else round robin.
+pub(crate) fn bind_new_thread() -> *mut Arena {
+    let n = count();
+    for i in 0..n {
+        let a = get(i);
+        // SAFETY: arenas are never freed.
+        if !a.is_null()
+            && unsafe { !(*a).abandoned }
+            && unsafe { &(*a).attached }
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return a;
+        }
+    }
+    let a = create();
+    if !a.is_null() {
+        // SAFETY: arenas are never freed.
+        unsafe { (*a).attached.fetch_add(1, Ordering::Relaxed) };
+        return a;
+    }
+    for _ in 0..MAX_ARENAS {
+        let n = count().max(1);
+        let a = get(NEXT.fetch_add(1, Ordering::Relaxed) % n);
+        // SAFETY: arenas are never freed.
+        if !a.is_null() && unsafe { !(*a).abandoned } {
+            // SAFETY: as above.
+            unsafe { (*a).attached.fetch_add(1, Ordering::Relaxed) };
+            return a;
+        }
+    }
+    ptr::null_mut()
+}
+
+/// Moves a thread's attachment from `from` to `to`.
+pub(crate) fn rebind(from: *mut Arena, to: *mut Arena) {
+    // SAFETY: arenas are never freed.
+    unsafe {
+        if !from.is_null() {
+            (*from).attached.fetch_sub(1, Ordering::Relaxed);
+        }
+        (*to).attached.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Detaches an exiting thread from its arena.
+pub(crate) fn detach(a: *mut Arena) {
+    if !a.is_null() {
+        // SAFETY: arenas are never freed.
+        unsafe { (*a).attached.fetch_sub(1, Ordering::Relaxed) };
+    }
+}
+
+/// Frees every chunk stacked on `a`'s remote list.
+///
+/// # Safety
+/// The caller holds `a`'s lock.
+#[inline]
+pub(crate) unsafe fn drain_remote(a: &mut Arena) {
+    if a.remote.load(Ordering::Relaxed).is_null() {
+        return;
+    }
+    let mut p = a.remote.swap(ptr::null_mut(), Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: each stacked chunk is in use in `a` and carries the link
+        // to the next in its first payload word (written by `push_remote`).
+        unsafe {
+            let next = p.cast::<*mut u8>().read();
+            a.free(p);
+            p = next;
+        }
+    }
+}
+
+/// Pushes `mem` (an in-use chunk of `a`) on `a`'s remote stack.
+///
+/// # Safety
+/// `mem` must be a live allocation of `a`, given up by the caller.
+pub(crate) unsafe fn push_remote(a: &Arena, mem: *mut u8) {
+    let mut head = a.remote.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the payload now belongs to the allocator.
+        unsafe { mem.cast::<*mut u8>().write(head) };
+        match a
+            .remote
+            .compare_exchange_weak(head, mem, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => return,
+            Err(now) => head = now,
+        }
+    }
+}
+
+/// Locks `a` and drains its remote stack.
+///
+/// # Safety
+/// `a` must be an arena.
+#[inline]
+pub(crate) unsafe fn lock(a: *mut Arena) {
+    // SAFETY: arenas are never freed.
+    unsafe {
+        (*a).lock.lock();
+        drain_remote(&mut *a);
+    }
+}
+
+/// Tries to lock `a` (and drain its remote stack).
+///
+/// # Safety
+/// `a` must be an arena.
+#[inline]
+pub(crate) unsafe fn try_lock(a: *mut Arena) -> bool {
+    // SAFETY: arenas are never freed.
+    unsafe {
+        if (*a).lock.try_lock() {
+            drain_remote(&mut *a);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Unlocks `a`.
+///
+/// # Safety
+/// The caller holds `a`'s lock.
+#[inline]
+pub(crate) unsafe fn unlock(a: *mut Arena) {
+    // SAFETY: forwarded to the caller.
+    unsafe { (*a).lock.unlock() };
+}
+
+/// Locks an arena for the calling thread, starting from `*bound` (binding
+/// one if null) and moving the binding if it is contended. Returns null only
+/// while another thread forks and every arena is taken: the caller then
+/// falls back to an orphan mapping.
+pub(crate) fn lock_for_thread(bound: &mut *mut Arena) -> *mut Arena {
+    if bound.is_null() {
+        *bound = bind_new_thread();
+        if bound.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    let a = *bound;
+    // SAFETY: arenas are never freed.
+    unsafe {
+        if !(*a).abandoned && try_lock(a) {
+            return a;
+        }
+    }
+    lock_contended(bound)
+}
+
+#[cold]
+#[inline(never)]
+fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
+    let a = *bound;
+    let n = count();
+    let start = (0..n).position(|i| get(i) == a).unwrap_or(0);
+    // Another existing arena that is free right now.
+    for k in 1..=n {
+        let b = get((start + k) % n);
+        // SAFETY: arenas are never freed.
+        if !b.is_null() && b != a && unsafe { !(*b).abandoned && try_lock(b) } {
+            rebind(a, b);
+            *bound = b;
+            return b;
+        }
+    }
+    // A new one, while under the limit.
+    let b = create();
+    if !b.is_null() {
+        // SAFETY: a fresh arena.
+        unsafe { lock(b) };
+        rebind(a, b);
+        *bound = b;
+        return b;
+    }
+    // SAFETY: arenas are never freed.
+    if unsafe { (*a).abandoned } {
+        let b = bind_new_thread();
+        detach(a);
+        *bound = b;
+        if b.is_null() {
+            return b;
+        }
+        return lock_for_thread(bound);
+    }
+    // Wait for our own, unless a fork needs every lock.
+    loop {
+        // SAFETY: arenas are never freed.
+        unsafe {
+            if try_lock(a) {
+                return a;
+            }
+        }
+        if FORKING.load(Ordering::Acquire) {
+            return ptr::null_mut();
+        }
+        // SAFETY: arenas are never freed.
+        if unsafe { (*a).lock.lock_timeout_ms(1) } {
+            // SAFETY: we hold the lock now.
+            unsafe { drain_remote(&mut *a) };
+            return a;
+        }
+    }
+}
+
+/// Locks arena `a` (not the caller's own: the owner of a chunk being
+/// resized), waiting unless a fork is under way. Returns whether it did.
+///
+/// # Safety
+/// `a` must be an arena.
+pub(crate) unsafe fn try_lock_or_wait(a: *mut Arena) -> bool {
+    loop {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            if try_lock(a) {
+                return true;
+            }
+            if FORKING.load(Ordering::Acquire) {
+                return false;
+            }
+            if (*a).lock.lock_timeout_ms(1) {
+                drain_remote(&mut *a);
+                return true;
+            }
+        }
+    }
+}
+
+/// Frees `mem`, a validated in-use chunk of arena `owner`, without waiting:
+/// directly if the lock is free, else through the remote stack.
+///
+/// # Safety
+/// `mem` must be a live allocation of `owner`.
+pub(crate) unsafe fn free_to_owner(owner: *mut Arena, mem: *mut u8) {
+    // SAFETY: arenas are never freed; `mem` is live in `owner` (caller).
+    unsafe {
+        if (*owner).abandoned {
+            return; // see the module docs on fork
+        }
+        if try_lock(owner) {
+            (*owner).free(mem);
+            unlock(owner);
+        } else {
+            push_remote(&*owner, mem);
+        }
+    }
+}
+
+/// Calls `f(index, arena)` with each live arena locked in turn.
+pub(crate) fn for_each(f: &mut dyn FnMut(usize, *mut Arena)) {
+    for i in 0..count() {
+        let a = get(i);
+        // SAFETY: arenas are never freed.
+        if a.is_null() || unsafe { (*a).abandoned } {
+            continue;
+        }
+        // SAFETY: as above; unlocked right after.
+        unsafe {
+            lock(a);
+            f(i, a);
+            unlock(a);
+        }
+    }
+}
+
+/// Nesting depth of fork_prepare (the handlers may be registered twice, by
+/// the core and by an embedder; only the outermost call acts).
+static FORK_DEPTH: AtomicUsize = AtomicUsize::new(0);
+static ATFORK: AtomicBool = AtomicBool::new(false);
+
+/// Registers the fork handlers once (outside every allocator lock and
+/// thread-cache borrow: glibc's `pthread_atfork` may call malloc).
+#[inline]
+pub(crate) fn ensure_atfork() {
+    if ATFORK.load(Ordering::Relaxed) {
+        return;
+    }
+    register_atfork();
+}
+
+#[cold]
+fn register_atfork() {
+    if ATFORK
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    extern "C" fn prepare() {
+        crate::global::fork_prepare();
+    }
+    extern "C" fn parent() {
+        crate::global::fork_parent();
+    }
+    extern "C" fn child() {
+        crate::global::fork_child();
+    }
+    // SAFETY: registers three handlers that take/release our own locks.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+/// Before `fork`: takes the config lock and every arena lock.
+pub(crate) fn fork_prepare() {
+    if FORK_DEPTH.fetch_add(1, Ordering::AcqRel) > 0 {
+        return;
+    }
+    CONFIG_LOCK.lock();
+    FORKING.store(true, Ordering::Release);
+    let n = count();
+    for i in 0..n {
+        // A slot being created right now: wait for it (creation never blocks).
+        let mut spins = 0;
+        while get(i).is_null() && spins < 1_000_000 && COUNT.load(Ordering::Acquire) > i {
+            core::hint::spin_loop();
+            spins += 1;
+        }
+        let a = get(i);
+        if !a.is_null() {
+            // SAFETY: arenas are never freed; holders never wait on us.
+            unsafe { (*a).lock.lock() };
+        }
+    }
+    PREPARED.store(n, Ordering::Release);
+}
+
+/// After `fork`, in the parent: releases what `fork_prepare` took.
+pub(crate) fn fork_parent() {
+    if FORK_DEPTH.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    let n = PREPARED.load(Ordering::Acquire);
+    for i in 0..n {
+        let a = get(i);
+        if !a.is_null() {
+            // SAFETY: locked by this thread in fork_prepare.
+            unsafe { (*a).lock.unlock() };
+        }
+    }
+    FORKING.store(false, Ordering::Release);
+    // SAFETY: taken in fork_prepare.
+    unsafe { CONFIG_LOCK.unlock() };
+}
+
+/// After `fork`, in the child (one thread, the forker): resets the locks,
+/// abandons arenas born during the fork, and clears the attachments of
+/// threads that do not exist here.
+pub(crate) fn fork_child(mine: *mut Arena) {
+    if FORK_DEPTH.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    let n = PREPARED.load(Ordering::Acquire);
+    for i in 0..count() {
+        let a = get(i);
+        if a.is_null() {
+            continue;
+        }
+        // SAFETY: the child has one thread; nothing else touches the arenas.
+        unsafe {
+            if i < n {
+                (*a).lock.reset();
+            } else {
+                (*a).abandoned = true;
+            }
+            (*a).attached
+                .store(usize::from(a == mine), Ordering::Relaxed);
+        }
+    }
+    FORKING.store(false, Ordering::Release);
+    // SAFETY: one thread; taken in fork_prepare.
+    unsafe { CONFIG_LOCK.reset() };
+}
+
+/// Is `p` (a direct chunk's owner field) the null owner of an orphan?
+#[inline]
+pub(crate) fn is_orphan_owner(owner: *mut ()) -> bool {
+    owner.is_null()
+}
+
+/// Maps an orphan chunk for a request of `size` bytes (see the module docs).
+pub(crate) fn orphan_malloc(size: usize) -> *mut u8 {
+    if size >= crate::chunk::MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    crate::direct::orphan_alloc(crate::chunk::request2size(size))
+}
+
+/// Unmaps an orphan chunk.
+///
+/// # Safety
+/// `p` must be a validated live orphan chunk.
+pub(crate) unsafe fn orphan_free(p: *mut Chunk) {
+    // SAFETY: forwarded to the caller.
+    unsafe { crate::direct::orphan_free(p) }
+}

@@ -1,0 +1,445 @@
+//! The per-thread cache: small chunks kept on thread-local singly linked
+//! lists, so that most mallocs and frees take no lock at all (glibc's
+//! tcache, with stronger link mangling).
+//!
+//! # Glossary
+//! - **class c**: chunk size `32 + 16 c`, for c in `0..64` (chunks of 32 to
+//!   1040 bytes; requests up to 1032 bytes, as glibc's tcache).
+//! - **entry**: a cached chunk. The heap sees it as in use; the program has
+//!   freed it. Its first payload word holds the *mangled* link to the next
+//!   entry, its second word the cache key.
+//! - **mangling**: `stored = next ^ (slot >> 12) ^ secret`, where `slot` is
+//!   the address the link is stored at and `secret` the process key
+//!   (glibc's safe-linking plus a secret). A stray write into a freed chunk
+//!   turns into a misaligned or foreign link, caught when it is popped,
+//!   never into an allocation at an address of the attacker's choosing.
+//! - **key**: `secret ^ KEY_SALT` in the second payload word marks a cached
+//!   entry; `free` of a chunk carrying it scans the class list and aborts on
+//!   a double free.
+//!
+//! # Invariants
+//! - `counts[c] <= MAX_COUNT[c]` for a live cache, so a thread caches at
+//!   most [`MAX_CACHED_BYTES`] bytes.
+//! - `heads[c]` is null ⟺ the list is empty; every entry lies in a segment
+//!   of some arena, has CINUSE set and a size of class c or c + 1 (refills
+//!   may hand out a chunk 16 bytes larger than asked, which dlmalloc does
+//!   when a remainder would be too small).
+//! - status: FRESH (never used; counts read as full so that the first free
+//!   takes the slow path, which registers the exit hook) → LIVE → DEAD
+//!   (after the thread-exit flush; counts read as full again and heads are
+//!   empty, so everything goes straight to the arenas).
+
+use crate::arena::{self, Arena};
+use crate::chunk::{request2size, Chunk, CHUNK_OVERHEAD, MIN_CHUNK_SIZE};
+use crate::registry;
+use crate::report::{fatal, Misuse};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Number of size classes.
+pub const NCLASSES: usize = 64;
+/// The largest chunk size cached.
+pub const MAX_CACHED_SIZE: usize = MIN_CHUNK_SIZE + 16 * (NCLASSES - 1);
+/// The largest request served from the cache.
+pub const MAX_CACHED_REQUEST: usize = MAX_CACHED_SIZE - CHUNK_OVERHEAD;
+
+/// Entries allowed per class: about 4 KiB worth, between 8 and 64.
+pub const MAX_COUNT: [u16; NCLASSES] = {
+    let mut m = [0u16; NCLASSES];
+    let mut c = 0;
+    while c < NCLASSES {
+        let size = MIN_CHUNK_SIZE + 16 * c;
+        let mut n = 4096 / size;
+        if n < 8 {
+            n = 8;
+        }
+        if n > 64 {
+            n = 64;
+        }
+        m[c] = n as u16;
+        c += 1;
+    }
+    m
+};
+
+/// The most bytes one thread's cache can hold (entries may be one class
+/// larger than their list, hence the `+ 16`).
+pub const MAX_CACHED_BYTES: usize = {
+    let mut total = 0;
+    let mut c = 0;
+    while c < NCLASSES {
+        total += MAX_COUNT[c] as usize * (MIN_CHUNK_SIZE + 16 * c + 16);
+        c += 1;
+    }
+    total
+};
+
+const _: () = assert!(MAX_CACHED_BYTES < 1 << 20);
+
+const FRESH: u8 = 0;
+const LIVE: u8 = 1;
+const DEAD: u8 = 2;
+const KEY_SALT: usize = 0x7E55_E7A0_CAC4_E000;
+
+/// One thread's cache. See the module docs.
+pub(crate) struct ThreadCache {
+    heads: [*mut u8; NCLASSES],
+    counts: [u16; NCLASSES],
+    status: u8,
+    /// The arena this thread allocates from (null until first needed).
+    pub(crate) arena: *mut Arena,
+}
+
+impl ThreadCache {
+    const NEW: ThreadCache = ThreadCache {
+        heads: [ptr::null_mut(); NCLASSES],
+        counts: [u16::MAX; NCLASSES],
+        status: FRESH,
+        arena: ptr::null_mut(),
+    };
+}
+
+std::thread_local! {
+    static CACHE: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::NEW) };
+}
+
+/// Runs `f` on this thread's cache.
+#[inline(always)]
+pub(crate) fn with<R>(f: impl FnOnce(&mut ThreadCache) -> R) -> R {
+    // SAFETY: the cache is thread-local and never borrowed twice: no
+    // function called with it re-enters `with` (arena calls do not allocate).
+    CACHE.with(|c| f(unsafe { &mut *c.get() }))
+}
+
+/// The class of a chunk size (32..=1040).
+#[inline(always)]
+pub(crate) const fn class_of(size: usize) -> usize {
+    (size - MIN_CHUNK_SIZE) >> 4
+}
+
+#[inline(always)]
+fn key() -> usize {
+    registry::key() ^ KEY_SALT
+}
+
+#[inline(always)]
+fn mangle(next: *mut u8, slot: *mut u8) -> usize {
+    next as usize ^ (slot as usize >> 12) ^ registry::key()
+}
+
+impl ThreadCache {
+    /// Pops an entry of class `c`, or null.
+    #[inline(always)]
+    pub(crate) fn pop(&mut self, c: usize) -> *mut u8 {
+        let mem = self.heads[c];
+        if mem.is_null() {
+            return mem;
+        }
+        // SAFETY: entries are cached chunks whose first two payload words
+        // belong to the cache.
+        unsafe {
+            let stored = mem.cast::<usize>().read();
+            let next = (stored ^ (mem as usize >> 12) ^ registry::key()) as *mut u8;
+            if next as usize & 15 != 0 {
+                corrupt_link(mem);
+            }
+            self.heads[c] = next;
+            self.counts[c] -= 1;
+            mem.cast::<usize>().add(1).write(0);
+        }
+        mem
+    }
+
+    /// Pushes `mem` (a validated in-use chunk of class `c`) if there is room.
+    /// Returns false when the chunk must go to its arena instead.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, c: usize, mem: *mut u8) -> bool {
+        if self.counts[c] >= MAX_COUNT[c] {
+            return self.push_slow(c, mem);
+        }
+        // SAFETY: the program gave `mem` up; its first two payload words are
+        // ours while it is cached.
+        unsafe {
+            let words = mem.cast::<usize>();
+            if words.add(1).read() == key() {
+                self.check_double_free(c, mem);
+            }
+            words.write(mangle(self.heads[c], mem));
+            words.add(1).write(key());
+        }
+        self.heads[c] = mem;
+        self.counts[c] += 1;
+        true
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_slow(&mut self, c: usize, mem: *mut u8) -> bool {
+        match self.status {
+            FRESH => {
+                self.activate();
+                self.push(c, mem)
+            }
+            LIVE => {
+                self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
+                self.push(c, mem)
+            }
+            _ => false,
+        }
+    }
+
+    /// A chunk carrying the cache key is being freed: abort if it is
+    /// already in this thread's list (a double free), else carry on (the
+    /// key was a coincidence, or the chunk sits in another thread's cache,
+    /// which only that thread may walk).
+    #[cold]
+    #[inline(never)]
+    fn check_double_free(&self, c: usize, mem: *mut u8) {
+        for cls in [c, c.saturating_sub(1)] {
+            let mut e = self.heads[cls];
+            let mut n = 0;
+            while !e.is_null() && n <= MAX_COUNT[cls] as usize {
+                if e == mem {
+                    fatal(Misuse::DoubleFree, mem);
+                }
+                // SAFETY: entries of this thread's list.
+                let stored = unsafe { e.cast::<usize>().read() };
+                e = (stored ^ (e as usize >> 12) ^ registry::key()) as *mut u8;
+                n += 1;
+            }
+        }
+    }
+
+    /// First use by this thread: registers the exit hook, empties the lists.
+    #[cold]
+    fn activate(&mut self) {
+        if self.status != FRESH {
+            return;
+        }
+        register_exit_hook();
+        self.counts = [0; NCLASSES];
+        self.status = LIVE;
+    }
+
+    /// Is the cache usable (not dead)? Activates a fresh one.
+    #[inline]
+    pub(crate) fn usable(&mut self) -> bool {
+        if self.status == FRESH {
+            self.activate();
+        }
+        self.status == LIVE
+    }
+
+    /// Gives `n` entries of class `c` back to their arenas.
+    #[cold]
+    pub(crate) fn flush_class(&mut self, c: usize, n: usize) {
+        let mut batch = Batch::new();
+        for _ in 0..n {
+            let mem = self.pop(c);
+            if mem.is_null() {
+                break;
+            }
+            batch.free(mem);
+        }
+        batch.finish();
+    }
+
+    /// Gives every entry back.
+    pub(crate) fn flush_all(&mut self) {
+        let mut batch = Batch::new();
+        for c in 0..NCLASSES {
+            loop {
+                let mem = self.pop(c);
+                if mem.is_null() {
+                    break;
+                }
+                batch.free(mem);
+            }
+        }
+        batch.finish();
+    }
+
+    /// Refills class `c` from `a` (locked by the caller) with up to half its
+    /// capacity and returns one chunk for the caller (null if the arena has
+    /// no memory).
+    ///
+    /// # Safety
+    /// The caller holds `a`'s lock.
+    pub(crate) unsafe fn refill(&mut self, a: &mut Arena, c: usize) -> *mut u8 {
+        let request = MIN_CHUNK_SIZE + 16 * c - CHUNK_OVERHEAD;
+        let first = a.malloc(request);
+        if first.is_null() || self.status != LIVE {
+            return first;
+        }
+        let want = (MAX_COUNT[c] / 2) as usize;
+        for _ in 1..want {
+            if self.counts[c] >= MAX_COUNT[c] {
+                break;
+            }
+            let p = a.malloc(request);
+            if p.is_null() {
+                break;
+            }
+            // SAFETY: a fresh chunk; its payload is ours.
+            unsafe {
+                p.cast::<usize>().write(mangle(self.heads[c], p));
+                p.cast::<usize>().add(1).write(key());
+            }
+            self.heads[c] = p;
+            self.counts[c] += 1;
+        }
+        first
+    }
+
+    /// The thread is exiting: flush everything, detach from the arena and
+    /// stop caching.
+    fn shut_down(&mut self) {
+        if self.status == LIVE {
+            self.flush_all();
+        }
+        self.status = DEAD;
+        self.counts = [u16::MAX; NCLASSES];
+        arena::detach(self.arena);
+        self.arena = ptr::null_mut();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn corrupt_link(mem: *mut u8) -> ! {
+    fatal(Misuse::CorruptLinks, mem)
+}
+
+/// Frees a run of chunks to their owners, locking each owner once per run
+/// of chunks with the same owner.
+struct Batch {
+    owner: *mut Arena,
+    locked: bool,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            owner: ptr::null_mut(),
+            locked: false,
+        }
+    }
+
+    fn free(&mut self, mem: *mut u8) {
+        let seg = crate::segment::Segment::of(Chunk::from_mem(mem).cast());
+        // SAFETY: cached entries lie in live segments (invariant).
+        let owner: *mut Arena = unsafe { (*seg).owner.cast() };
+        if owner != self.owner {
+            self.finish();
+            self.owner = owner;
+            // SAFETY: arenas are never freed.
+            self.locked = unsafe { !(*owner).abandoned && arena::try_lock(owner) };
+        }
+        // SAFETY: `mem` is an in-use chunk of `owner`.
+        unsafe {
+            if self.locked {
+                (*owner).free(mem);
+            } else {
+                arena::free_to_owner(owner, mem);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.locked {
+            // SAFETY: locked in `free`.
+            unsafe { arena::unlock(self.owner) };
+        }
+        self.locked = false;
+        self.owner = ptr::null_mut();
+    }
+}
+
+/// The pthread key whose destructor flushes a thread's cache at exit.
+/// (A `thread_local!` with a destructor would register it through
+/// `__cxa_thread_atexit_impl`, which calls calloc: re-entry while the
+/// thread's state is half built. The first 32 pthread keys never allocate.)
+static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
+const KEY_NONE: usize = 0;
+const KEY_BUSY: usize = 1;
+
+fn register_exit_hook() {
+    let mut k = EXIT_KEY.load(Ordering::Acquire);
+    if k == KEY_NONE
+        && EXIT_KEY
+            .compare_exchange(KEY_NONE, KEY_BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: creates a key with our destructor; does not allocate.
+        let r = unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) };
+        k = if r == 0 { key as usize + 2 } else { KEY_NONE };
+        EXIT_KEY.store(k, Ordering::Release);
+    }
+    while k == KEY_BUSY {
+        core::hint::spin_loop();
+        k = EXIT_KEY.load(Ordering::Acquire);
+    }
+    if k >= 2 {
+        // SAFETY: a valid key; any non-null value makes the destructor run.
+        unsafe {
+            libc::pthread_setspecific((k - 2) as libc::pthread_key_t, 1 as *const libc::c_void)
+        };
+    }
+}
+
+extern "C" fn thread_exit(_: *mut libc::c_void) {
+    with(|tc| tc.shut_down());
+}
+
+/// Flushes the calling thread's cache (malloc_trim, tests).
+pub(crate) fn flush_current() {
+    with(|tc| {
+        if tc.status == LIVE {
+            tc.flush_all();
+        }
+    });
+}
+
+/// The chunk size a cached request of `size` bytes uses, if cacheable.
+#[inline(always)]
+pub(crate) fn cached_class(size: usize) -> Option<usize> {
+    if size <= MAX_CACHED_REQUEST {
+        Some(class_of(request2size(size)))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_glibc_tcache_range() {
+        assert_eq!(MAX_CACHED_REQUEST, 1032);
+        assert_eq!(cached_class(0), Some(0));
+        assert_eq!(cached_class(24), Some(0));
+        assert_eq!(cached_class(25), Some(1));
+        assert_eq!(cached_class(1032), Some(63));
+        assert_eq!(cached_class(1033), None);
+        for size in 0..=MAX_CACHED_REQUEST {
+            let c = cached_class(size).unwrap();
+            assert_eq!(MIN_CHUNK_SIZE + 16 * c, request2size(size));
+        }
+        assert!(MAX_COUNT.iter().all(|&n| (8..=64).contains(&n)));
+    }
+
+    #[test]
+    fn mangled_links_differ_from_plain_pointers() {
+        let slot = 0x7f00_0000_1230usize as *mut u8;
+        let next = 0x7f00_0000_4560usize as *mut u8;
+        let m = mangle(next, slot);
+        assert_ne!(m, next as usize);
+        assert_eq!(
+            (m ^ (slot as usize >> 12) ^ registry::key()) as *mut u8,
+            next
+        );
+    }
+}

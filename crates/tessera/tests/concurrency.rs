@@ -1,0 +1,290 @@
+//! The process allocator under threads: random malloc/free/realloc with
+//! cross-thread frees and verified contents; thread churn with bounded
+//! memory; fork while other threads allocate and write to stdio.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
+use tessera::global;
+
+#[global_allocator]
+static GLOBAL: tessera::Tessera = tessera::Tessera;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A block: address, size, and the byte it is filled with.
+#[derive(Clone, Copy)]
+struct Block(usize, usize, u8);
+// SAFETY: a Block is just an owned allocation's address; it moves between
+// threads with its ownership.
+unsafe impl Send for Block {}
+
+fn fill(b: Block) {
+    // SAFETY: b.1 bytes are usable at b.0.
+    unsafe { std::ptr::write_bytes(b.0 as *mut u8, b.2, b.1) };
+}
+
+fn verify(b: Block) {
+    // SAFETY: b.1 bytes are usable at b.0.
+    let bytes = unsafe { std::slice::from_raw_parts(b.0 as *const u8, b.1) };
+    if let Some(i) = bytes.iter().position(|&x| x != b.2) {
+        panic!("block {:#x} (size {}) lost data at +{i}", b.0, b.1);
+    }
+}
+
+fn size(rng: &mut Rng) -> usize {
+    match rng.below(10) {
+        0..=6 => rng.below(300) as usize,
+        7 | 8 => rng.below(20_000) as usize,
+        _ => rng.below(600_000) as usize,
+    }
+}
+
+#[test]
+fn threads_with_cross_thread_frees_keep_every_block_intact() {
+    const THREADS: usize = 4;
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Block>()).unzip();
+    let freed = Arc::new(AtomicUsize::new(0));
+    let allocated = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(t, rx)| {
+            let next_tx = txs[(t + 1) % THREADS].clone();
+            let (freed, allocated) = (freed.clone(), allocated.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x1234_5678 + t as u64 * 7919);
+                let mut mine: Vec<Block> = Vec::new();
+                let mut ops = 0u64;
+                while Instant::now() < deadline || ops < 20_000 {
+                    ops += 1;
+                    // Blocks handed over by the previous thread: verify, free.
+                    while let Ok(b) = rx.try_recv() {
+                        verify(b);
+                        // SAFETY: ownership came with the message.
+                        unsafe { global::free(b.0 as *mut u8) };
+                        freed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match rng.below(10) {
+                        0..=3 => {
+                            let n = size(&mut rng);
+                            let p = global::malloc(n);
+                            assert!(!p.is_null());
+                            let b = Block(p as usize, n, rng.next() as u8);
+                            fill(b);
+                            mine.push(b);
+                            allocated.fetch_add(1, Ordering::Relaxed);
+                        }
+                        4 | 5 if !mine.is_empty() => {
+                            let b = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                            verify(b);
+                            // SAFETY: owned block.
+                            unsafe { global::free(b.0 as *mut u8) };
+                            freed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        6 if !mine.is_empty() => {
+                            let b = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                            verify(b);
+                            next_tx.send(b).unwrap();
+                        }
+                        7 if !mine.is_empty() => {
+                            let i = rng.below(mine.len() as u64) as usize;
+                            let b = mine[i];
+                            verify(b);
+                            let n = size(&mut rng) + 1;
+                            // SAFETY: owned block.
+                            let p = unsafe { global::realloc(b.0 as *mut u8, n) };
+                            assert!(!p.is_null());
+                            let kept = Block(p as usize, b.1.min(n), b.2);
+                            verify(kept);
+                            let nb = Block(p as usize, n, b.2.wrapping_add(1));
+                            fill(nb);
+                            mine[i] = nb;
+                        }
+                        8 => {
+                            let n = rng.below(5000) as usize;
+                            let p = global::calloc(1, n);
+                            // SAFETY: n bytes usable.
+                            assert!(unsafe { std::slice::from_raw_parts(p, n) }
+                                .iter()
+                                .all(|&x| x == 0));
+                            let b = Block(p as usize, n, 0);
+                            mine.push(b);
+                            allocated.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            let align = 1usize << (4 + rng.below(10));
+                            let n = rng.below(3000) as usize;
+                            let p = global::memalign(align, n);
+                            assert_eq!(p as usize % align, 0);
+                            let b = Block(p as usize, n, 0x5A);
+                            fill(b);
+                            mine.push(b);
+                            allocated.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    while mine.len() > 400 {
+                        let b = mine.swap_remove(0);
+                        verify(b);
+                        // SAFETY: owned block.
+                        unsafe { global::free(b.0 as *mut u8) };
+                        freed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(next_tx);
+                (mine, rx)
+            })
+        })
+        .collect();
+    drop(txs);
+    let mut leftovers = Vec::new();
+    for h in handles {
+        let (mine, rx) = h.join().unwrap();
+        leftovers.extend(mine);
+        leftovers.extend(rx.try_iter());
+    }
+    for b in leftovers {
+        verify(b);
+        // SAFETY: owned block.
+        unsafe { global::free(b.0 as *mut u8) };
+        freed.fetch_add(1, Ordering::Relaxed);
+    }
+    assert_eq!(
+        freed.load(Ordering::Relaxed),
+        allocated.load(Ordering::Relaxed),
+        "every block accounted for"
+    );
+    global::flush_thread_cache();
+    global::check().expect("every arena consistent after the storm");
+}
+
+#[test]
+fn a_hundred_thousand_short_threads_do_not_grow_memory() {
+    let spawn_batch = |n: usize| {
+        for _ in 0..n / 8 {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    std::thread::spawn(move || {
+                        let v: Vec<Box<[u8; 100]>> =
+                            (0..20).map(|_| Box::new([i as u8; 100])).collect();
+                        let s: String = "x".repeat(500 + i * 10);
+                        assert_eq!(v.len() + s.len(), 20 + 500 + i * 10);
+                        // Leave freed chunks in the thread cache on exit.
+                        drop(v);
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        }
+    };
+    spawn_batch(4000);
+    let fp_after_warmup = global::footprint();
+    let n: usize = std::env::var("TESSERA_THREAD_CHURN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    spawn_batch(n);
+    let fp_end = global::footprint();
+    println!(
+        "footprint after warm-up {fp_after_warmup}, after {n} threads {fp_end}, arenas {}",
+        global::arena_count()
+    );
+    assert!(
+        fp_end <= fp_after_warmup + (4 << 20),
+        "{fp_after_warmup} -> {fp_end}"
+    );
+    global::check().unwrap();
+}
+
+#[test]
+fn fork_while_other_threads_allocate_and_print() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(4));
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let (stop, barrier) = (stop.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                // SAFETY: opening /dev/null for writing through glibc stdio.
+                let f = unsafe { libc::fopen(c"/dev/null".as_ptr(), c"w".as_ptr()) };
+                assert!(!f.is_null());
+                let mut rng = Rng(99 + t);
+                let mut keep = Vec::new();
+                barrier.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    let n = size(&mut rng);
+                    keep.push(vec![t as u8; n]);
+                    if keep.len() > 100 {
+                        keep.drain(..50);
+                    }
+                    // SAFETY: a valid FILE and format string.
+                    unsafe { libc::fprintf(f, c"%d %s\n".as_ptr(), n as i32, c"line".as_ptr()) };
+                }
+                // SAFETY: f is open.
+                unsafe { libc::fclose(f) };
+            })
+        })
+        .collect();
+    barrier.wait();
+    for round in 0..40 {
+        // SAFETY: the child only allocates, frees and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut v: Vec<Vec<u8>> = Vec::new();
+            for i in 0..2000 {
+                v.push(vec![i as u8; i % 3000]);
+            }
+            let ok = v
+                .iter()
+                .enumerate()
+                .all(|(i, x)| x.len() == i % 3000 && x.iter().all(|&b| b == i as u8));
+            drop(v);
+            let big = global::malloc(5 << 20);
+            let code = if ok && !big.is_null() && global::check().is_ok() {
+                0
+            } else {
+                3
+            };
+            // SAFETY: leaving the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: killing our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("round {round}: the child hung (deadlock after fork)");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "round {round}: child status {status:#x}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    global::check().unwrap();
+}
