@@ -98,7 +98,8 @@ fn retry_elsewhere(tried: *mut Arena, f: &dyn Fn(&mut Arena) -> *mut u8) -> *mut
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
     if let Some(c) = tcache::cached_class(size) {
-        let p = tcache::with(|tc| tc.pop(c));
+        // SAFETY: this thread's cache, not borrowed elsewhere.
+        let p = unsafe { (*tcache::cache()).pop(c) };
         if !p.is_null() {
             return p;
         }
@@ -149,15 +150,18 @@ fn malloc_slow(size: usize) -> *mut u8 {
 #[inline]
 pub unsafe fn free(ptr: *mut u8) {
     let p = Chunk::from_mem(ptr);
-    if ptr as usize & (MALLOC_ALIGNMENT - 1) == 0 && registry::in_segment(p as usize) {
+    // (mem and its chunk share a segment slot: chunks start past the record.)
+    if registry::aligned_in_segment(ptr as usize) {
         // SAFETY: the registry vouches for the segment holding `p`.
-        let head = unsafe { Chunk::head(p) };
-        let size = head.size();
-        // CINUSE set, bit 3 clear (a whole multiple of 16), cacheable size.
-        if head.0 & 0b1010 == 0b0010 && size.wrapping_sub(32) <= MAX_CACHED_SIZE - 32 {
-            if tcache::with(|tc| tc.push(tcache::class_of(size), ptr)) {
-                return;
-            }
+        let head = unsafe { Chunk::head(p) }.0;
+        // CINUSE set, bit 3 clear (a whole multiple of 16), cacheable size
+        // (the flag bits below bit 3 do not change the class).
+        if head & 0b1010 == 0b0010
+            && head.wrapping_sub(32) <= MAX_CACHED_SIZE - 32 + 7
+            // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
+            && unsafe { (*tcache::cache()).push(tcache::class_of(head), ptr) }
+        {
+            return;
         }
     }
     // SAFETY: forwarded to the caller.

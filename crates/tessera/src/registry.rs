@@ -63,6 +63,18 @@ pub fn remove_segment(base: usize) {
     }
 }
 
+/// Is `mem` 16-aligned, below 2^47, and in a slot where a live segment
+/// starts? One mask test and one bit test; touches no heap memory.
+#[inline(always)]
+pub fn aligned_in_segment(mem: usize) -> bool {
+    const BAD: usize = !((1usize << ADDRESS_BITS) - 1) | 15;
+    if mem & BAD != 0 {
+        return false;
+    }
+    let slot = mem >> SEGMENT_SHIFT;
+    SEGMENTS[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+}
+
 /// Does `addr` lie in a slot where a live segment starts? Touches no heap
 /// memory.
 #[inline(always)]
@@ -164,6 +176,14 @@ pub fn key() -> usize {
         return k as usize;
     }
     init_key()
+}
+
+/// The process key, known to be initialised already: every chunk comes
+/// from a segment or mapping whose creation called [`key`], so code that
+/// holds a chunk may skip the check.
+#[inline(always)]
+pub fn key_initialized() -> usize {
+    KEY.load(Ordering::Relaxed) as usize
 }
 
 #[cold]

@@ -18,19 +18,19 @@
 //!   a double free.
 //!
 //! # Invariants
-//! - `counts[c] <= MAX_COUNT[c]` for a live cache, so a thread caches at
-//!   most [`MAX_CACHED_BYTES`] bytes.
+//! - entries in class c + `room[c]` == `MAX_COUNT[c]` for a live cache,
+//!   so a thread caches at most [`MAX_CACHED_BYTES`] bytes.
 //! - `heads[c]` is null ⟺ the list is empty; every entry lies in a segment
 //!   of some arena, has CINUSE set and a size of class c or c + 1 (refills
 //!   may hand out a chunk 16 bytes larger than asked, which dlmalloc does
 //!   when a remainder would be too small).
-//! - status: FRESH (never used; counts read as full so that the first free
-//!   takes the slow path, which registers the exit hook) → LIVE → DEAD
-//!   (after the thread-exit flush; counts read as full again and heads are
-//!   empty, so everything goes straight to the arenas).
+//! - status: FRESH (never used; no room, so the first free takes the slow
+//!   path, which registers the exit hook) → LIVE → DEAD (after the
+//!   thread-exit flush; no room again and heads empty, so everything goes
+//!   straight to the arenas).
 
 use crate::arena::{self, Arena};
-use crate::chunk::{request2size, Chunk, CHUNK_OVERHEAD, MIN_CHUNK_SIZE};
+use crate::chunk::{Chunk, CHUNK_OVERHEAD, MIN_CHUNK_SIZE};
 use crate::registry;
 use crate::report::{fatal, Misuse};
 use core::cell::UnsafeCell;
@@ -81,11 +81,16 @@ const FRESH: u8 = 0;
 const LIVE: u8 = 1;
 const DEAD: u8 = 2;
 const KEY_SALT: usize = 0x7E55_E7A0_CAC4_E000;
+/// `key()`, stored once so the fast path loads it in one instruction.
+static CACHE_KEY: AtomicUsize = AtomicUsize::new(0);
 
 /// One thread's cache. See the module docs.
 pub(crate) struct ThreadCache {
     heads: [*mut u8; NCLASSES],
-    counts: [u16; NCLASSES],
+    /// Room left in each class: `MAX_COUNT[c] - entries` while live, 0
+    /// while fresh or dead (so pushes take the slow path). Counting down
+    /// lets the fast path compare with zero instead of loading a limit.
+    room: [usize; NCLASSES],
     status: u8,
     /// The arena this thread allocates from (null until first needed).
     pub(crate) arena: *mut Arena,
@@ -94,7 +99,7 @@ pub(crate) struct ThreadCache {
 impl ThreadCache {
     const NEW: ThreadCache = ThreadCache {
         heads: [ptr::null_mut(); NCLASSES],
-        counts: [u16::MAX; NCLASSES],
+        room: [0; NCLASSES],
         status: FRESH,
         arena: ptr::null_mut(),
     };
@@ -104,15 +109,23 @@ std::thread_local! {
     static CACHE: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::NEW) };
 }
 
+/// This thread's cache. (A trivial closure, so `LocalKey::with` inlines to
+/// one thread-pointer-relative address.)
+#[inline(always)]
+pub(crate) fn cache() -> *mut ThreadCache {
+    CACHE.with(|c| c.get())
+}
+
 /// Runs `f` on this thread's cache.
 #[inline(always)]
 pub(crate) fn with<R>(f: impl FnOnce(&mut ThreadCache) -> R) -> R {
     // SAFETY: the cache is thread-local and never borrowed twice: no
     // function called with it re-enters `with` (arena calls do not allocate).
-    CACHE.with(|c| f(unsafe { &mut *c.get() }))
+    f(unsafe { &mut *cache() })
 }
 
-/// The class of a chunk size (32..=1040).
+/// The class of a chunk size (32..=1040). Flag bits of a head word may be
+/// left in `size`: they fall below the shift.
 #[inline(always)]
 pub(crate) const fn class_of(size: usize) -> usize {
     (size - MIN_CHUNK_SIZE) >> 4
@@ -120,18 +133,24 @@ pub(crate) const fn class_of(size: usize) -> usize {
 
 #[inline(always)]
 fn key() -> usize {
-    registry::key() ^ KEY_SALT
+    registry::key_initialized() ^ KEY_SALT
 }
 
 #[inline(always)]
 fn mangle(next: *mut u8, slot: *mut u8) -> usize {
-    next as usize ^ (slot as usize >> 12) ^ registry::key()
+    next as usize ^ (slot as usize >> 12) ^ registry::key_initialized()
+}
+
+#[inline(always)]
+fn demangle(stored: usize, slot: *mut u8) -> *mut u8 {
+    (stored ^ (slot as usize >> 12) ^ registry::key_initialized()) as *mut u8
 }
 
 impl ThreadCache {
     /// Pops an entry of class `c`, or null.
     #[inline(always)]
     pub(crate) fn pop(&mut self, c: usize) -> *mut u8 {
+        let c = c & (NCLASSES - 1);
         let mem = self.heads[c];
         if mem.is_null() {
             return mem;
@@ -139,13 +158,12 @@ impl ThreadCache {
         // SAFETY: entries are cached chunks whose first two payload words
         // belong to the cache.
         unsafe {
-            let stored = mem.cast::<usize>().read();
-            let next = (stored ^ (mem as usize >> 12) ^ registry::key()) as *mut u8;
+            let next = demangle(mem.cast::<usize>().read(), mem);
             if next as usize & 15 != 0 {
                 corrupt_link(mem);
             }
             self.heads[c] = next;
-            self.counts[c] -= 1;
+            self.room[c] += 1;
             mem.cast::<usize>().add(1).write(0);
         }
         mem
@@ -155,21 +173,23 @@ impl ThreadCache {
     /// Returns false when the chunk must go to its arena instead.
     #[inline(always)]
     pub(crate) fn push(&mut self, c: usize, mem: *mut u8) -> bool {
-        if self.counts[c] >= MAX_COUNT[c] {
+        let c = c & (NCLASSES - 1);
+        if self.room[c] == 0 {
             return self.push_slow(c, mem);
         }
         // SAFETY: the program gave `mem` up; its first two payload words are
         // ours while it is cached.
         unsafe {
             let words = mem.cast::<usize>();
-            if words.add(1).read() == key() {
+            let key = CACHE_KEY.load(Ordering::Relaxed);
+            if words.add(1).read() == key {
                 self.check_double_free(c, mem);
             }
             words.write(mangle(self.heads[c], mem));
-            words.add(1).write(key());
+            words.add(1).write(key);
         }
         self.heads[c] = mem;
-        self.counts[c] += 1;
+        self.room[c] -= 1;
         true
     }
 
@@ -204,8 +224,7 @@ impl ThreadCache {
                     fatal(Misuse::DoubleFree, mem);
                 }
                 // SAFETY: entries of this thread's list.
-                let stored = unsafe { e.cast::<usize>().read() };
-                e = (stored ^ (e as usize >> 12) ^ registry::key()) as *mut u8;
+                e = demangle(unsafe { e.cast::<usize>().read() }, e);
                 n += 1;
             }
         }
@@ -218,7 +237,10 @@ impl ThreadCache {
             return;
         }
         register_exit_hook();
-        self.counts = [0; NCLASSES];
+        CACHE_KEY.store(key(), Ordering::Relaxed);
+        for c in 0..NCLASSES {
+            self.room[c] = MAX_COUNT[c] as usize;
+        }
         self.status = LIVE;
     }
 
@@ -274,7 +296,7 @@ impl ThreadCache {
         }
         let want = (MAX_COUNT[c] / 2) as usize;
         for _ in 1..want {
-            if self.counts[c] >= MAX_COUNT[c] {
+            if self.room[c] == 0 {
                 break;
             }
             let p = a.malloc(request);
@@ -287,7 +309,7 @@ impl ThreadCache {
                 p.cast::<usize>().add(1).write(key());
             }
             self.heads[c] = p;
-            self.counts[c] += 1;
+            self.room[c] -= 1;
         }
         first
     }
@@ -299,7 +321,7 @@ impl ThreadCache {
             self.flush_all();
         }
         self.status = DEAD;
-        self.counts = [u16::MAX; NCLASSES];
+        self.room = [0; NCLASSES];
         arena::detach(self.arena);
         self.arena = ptr::null_mut();
     }
@@ -402,11 +424,13 @@ pub(crate) fn flush_current() {
     });
 }
 
-/// The chunk size a cached request of `size` bytes uses, if cacheable.
+/// The class a request of `size` bytes uses, if cacheable:
+/// `class_of(request2size(size))`, computed directly (requests of 0..=24
+/// bytes get class 0, then one class per 16 bytes).
 #[inline(always)]
 pub(crate) fn cached_class(size: usize) -> Option<usize> {
     if size <= MAX_CACHED_REQUEST {
-        Some(class_of(request2size(size)))
+        Some(size.saturating_sub(9) >> 4)
     } else {
         None
     }
@@ -415,6 +439,7 @@ pub(crate) fn cached_class(size: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::request2size;
 
     #[test]
     fn classes_cover_glibc_tcache_range() {
@@ -426,7 +451,8 @@ mod tests {
         assert_eq!(cached_class(1033), None);
         for size in 0..=MAX_CACHED_REQUEST {
             let c = cached_class(size).unwrap();
-            assert_eq!(MIN_CHUNK_SIZE + 16 * c, request2size(size));
+            assert_eq!(MIN_CHUNK_SIZE + 16 * c, request2size(size), "size {size}");
+            assert_eq!(c, class_of(request2size(size)));
         }
         assert!(MAX_COUNT.iter().all(|&n| (8..=64).contains(&n)));
     }
