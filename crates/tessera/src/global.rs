@@ -325,11 +325,10 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
     if align <= MALLOC_ALIGNMENT {
         return malloc(size);
     }
-    in_arena(|a| a.memalign(align, size)).unwrap_or_else(|| {
-        // Fork escape: an orphan large enough to align inside is not worth
-        // it; wait for the fork instead.
-        ptr::null_mut()
-    })
+    // While another thread forks and every arena is taken, aligned requests
+    // fail rather than wait (an orphan mapping large enough to align inside
+    // is not worth it; the window is microseconds).
+    in_arena(|a| a.memalign(align, size)).unwrap_or(ptr::null_mut())
 }
 
 /// `malloc_usable_size`: 0 for null.

@@ -238,8 +238,8 @@ impl ThreadCache {
         }
         register_exit_hook();
         CACHE_KEY.store(key(), Ordering::Relaxed);
-        for c in 0..NCLASSES {
-            self.room[c] = MAX_COUNT[c] as usize;
+        for (room, &max) in self.room.iter_mut().zip(&MAX_COUNT) {
+            *room = max as usize;
         }
         self.status = LIVE;
     }
@@ -406,7 +406,10 @@ fn register_exit_hook() {
     if k >= 2 {
         // SAFETY: a valid key; any non-null value makes the destructor run.
         unsafe {
-            libc::pthread_setspecific((k - 2) as libc::pthread_key_t, 1 as *const libc::c_void)
+            libc::pthread_setspecific(
+                (k - 2) as libc::pthread_key_t,
+                ptr::dangling::<libc::c_void>(),
+            )
         };
     }
 }
