@@ -326,9 +326,15 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
         return malloc(size);
     }
     // While another thread forks and every arena is taken, aligned requests
-    // fail rather than wait (an orphan mapping large enough to align inside
-    // is not worth it; the window is microseconds).
-    in_arena(|a| a.memalign(align, size)).unwrap_or(ptr::null_mut())
+    // wait for the fork to end (unlike malloc, they have no orphan escape;
+    // the stdio paths that fork can deadlock against never memalign).
+    loop {
+        if let Some(p) = in_arena(|a| a.memalign(align, size)) {
+            return p;
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
 }
 
 /// `malloc_usable_size`: 0 for null.
