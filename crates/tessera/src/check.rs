@@ -211,6 +211,9 @@ impl<S: PageSource> State<S> {
                     if next != fence && (next == self.top || !Chunk::cinuse(next)) {
                         return fail(p, "no two free chunks are adjacent");
                     }
+                    if head.tag() != 0 {
+                        return fail(p, "free chunks carry no tag");
+                    }
                     if p == self.dv {
                         tally.saw_dv = true;
                         if size != self.dvsize {
@@ -228,6 +231,8 @@ impl<S: PageSource> State<S> {
                     }
                 } else if p == self.dv {
                     return fail(p, "dv is free");
+                } else if !crate::chunk::tag_ok(p, head) {
+                    return fail(p, "an in-use chunk's head carries its keyed tag");
                 }
                 prev_inuse = head.cinuse();
                 p = next;

@@ -43,10 +43,19 @@
 //!
 //! Flag bits of `head` (see [`Head`]): `P` = PINUSE (bit 0, the *previous*
 //! chunk is in use), `C` = CINUSE (bit 1, this chunk is in use), `4` = FLAG4
-//! (bit 2; unused by dlmalloc, Tessera marks chunks parked in a thread cache
-//! with it). Chunks that were mapped directly from the OS have both P and C
-//! clear; their prev_foot holds the distance back to the start of their
-//! mapping. A fencepost has head `8 | C | P` and ends a segment.
+//! (bit 2; unused by dlmalloc and by Tessera). Chunks that were mapped
+//! directly from the OS have both P and C clear; their prev_foot holds the
+//! distance back to the start of their mapping. A fencepost has head
+//! `8 | C | P` and ends a segment.
+//!
+//! Tessera addition: bits 48..63 of an in-use segment chunk's head hold a
+//! **tag**, a 16-bit keyed hash of the chunk's address and size
+//! ([`tag_for`]). Sizes never reach 2^48, so dlmalloc's layout is unchanged
+//! below; `free` recomputes the tag, which catches an overflow that rewrote
+//! the header and a pointer that is not the start of a chunk (the odds that
+//! garbage carries the right tag are 1 in 65,536). Free chunks, top,
+//! fenceposts and direct chunks carry no tag (they are checked by boundary
+//! tags, links and keyed mapping headers).
 //!
 //! # Invariants (all chunks except fenceposts)
 //! - `chunk % 16 == 0` and `size % 16 == 0` and `size >= MIN_CHUNK_SIZE`.
@@ -140,6 +149,10 @@ impl Head {
     pub const INUSE_BITS: usize = Self::PINUSE | Self::CINUSE;
     /// All flag bits.
     pub const FLAG_BITS: usize = Self::PINUSE | Self::CINUSE | Self::FLAG4;
+    /// First bit of the tag of an in-use chunk.
+    pub const TAG_SHIFT: u32 = 48;
+    /// The size bits: everything between the flags and the tag.
+    pub const SIZE_MASK: usize = ((1 << Self::TAG_SHIFT) - 1) & !Self::FLAG_BITS;
     /// The head of a fencepost: a pseudo chunk of size 8, in use, whose
     /// predecessor is in use. Ends every segment so that nothing coalesces
     /// past it.
@@ -148,7 +161,12 @@ impl Head {
     /// The size encoded in this head (flag bits masked off).
     #[inline(always)]
     pub const fn size(self) -> usize {
-        self.0 & !Self::FLAG_BITS
+        self.0 & Self::SIZE_MASK
+    }
+    /// The tag bits (0 for chunks that carry none).
+    #[inline(always)]
+    pub const fn tag(self) -> usize {
+        self.0 >> Self::TAG_SHIFT
     }
     /// Is the previous chunk in use?
     #[inline(always)]
@@ -184,9 +202,32 @@ impl Head {
     }
 }
 
+/// The tag an in-use chunk at `p` of `size` bytes carries in its head
+/// (already shifted into bits 48..63): a multiplicative hash of address and
+/// size keyed with the process secret.
+#[inline(always)]
+pub fn tag_for(p: *mut Chunk, size: usize) -> usize {
+    tag_hash(p, size) & !((1 << Head::TAG_SHIFT) - 1)
+}
+
+/// The hash whose top 16 bits are the tag (the low bits are discarded).
+#[inline(always)]
+fn tag_hash(p: *mut Chunk, size: usize) -> usize {
+    (p as usize ^ size ^ crate::registry::key_initialized()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Does the in-use head `head` of chunk `p` carry the right tag?
+#[inline(always)]
+pub fn tag_ok(p: *mut Chunk, head: Head) -> bool {
+    (head.0 ^ tag_hash(p, head.size())) >> Head::TAG_SHIFT == 0
+}
+
 impl fmt::Debug for Head {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Head({:#x} = {}", self.0, self.size())?;
+        if self.tag() != 0 {
+            write!(f, " | tag {:#06x}", self.tag())?;
+        }
         if self.is_mmapped() {
             f.write_str(" | MMAPPED")?;
         }
@@ -414,8 +455,8 @@ impl Chunk {
         }
     }
 
-    /// Marks `p` in use with `size` bytes, keeping its PINUSE, and sets
-    /// PINUSE of the chunk after it (dlmalloc's `set_inuse`).
+    /// Marks `p` in use with `size` bytes (and its tag), keeping its PINUSE,
+    /// and sets PINUSE of the chunk after it (dlmalloc's `set_inuse`).
     ///
     /// # Safety
     /// `p` and `p + size` must be writable chunk headers.
@@ -424,7 +465,7 @@ impl Chunk {
         // SAFETY: forwarded to the caller.
         unsafe {
             let pinuse = Self::head(p).0 & Head::PINUSE;
-            Self::set_head(p, pinuse | size | Head::CINUSE);
+            Self::set_head(p, tag_for(p, size) | pinuse | size | Head::CINUSE);
             Self::set_pinuse(Self::plus_offset(p, size));
         }
     }
@@ -438,7 +479,7 @@ impl Chunk {
     pub unsafe fn set_inuse_and_pinuse(p: *mut Chunk, size: usize) {
         // SAFETY: forwarded to the caller.
         unsafe {
-            Self::set_head(p, size | Head::PINUSE | Head::CINUSE);
+            Self::set_head(p, tag_for(p, size) | size | Head::PINUSE | Head::CINUSE);
             Self::set_pinuse(Self::plus_offset(p, size));
         }
     }
@@ -452,7 +493,7 @@ impl Chunk {
     #[inline(always)]
     pub unsafe fn set_size_and_pinuse_of_inuse(p: *mut Chunk, size: usize) {
         // SAFETY: forwarded to the caller.
-        unsafe { Self::set_head(p, size | Head::PINUSE | Head::CINUSE) }
+        unsafe { Self::set_head(p, tag_for(p, size) | size | Head::PINUSE | Head::CINUSE) }
     }
 
     /// Bytes of payload the program may use in an in-use chunk (dlmalloc's
@@ -606,6 +647,32 @@ mod tests {
         assert!(Head(Head::FENCEPOST).is_fencepost());
         assert!(Head(Head::FENCEPOST & !Head::PINUSE).is_fencepost());
         assert!(!Head(16 | Head::INUSE_BITS).is_fencepost());
+    }
+
+    #[test]
+    fn tags_depend_on_address_and_size_and_leave_size_alone() {
+        crate::registry::key();
+        let p = 0x7f00_1234_5670usize as *mut Chunk;
+        let h = Head(tag_for(p, 144) | 144 | Head::CINUSE | Head::PINUSE);
+        assert_eq!(h.size(), 144);
+        assert!(tag_ok(p, h));
+        // The same head is wrong at other addresses and with other sizes
+        // (each mismatch has a 1 in 65,536 chance to pass: allow one).
+        let wrong_addr = (1..=16)
+            .filter(|&i| tag_ok(Chunk::plus_offset(p, 16 * i), h))
+            .count();
+        assert!(wrong_addr <= 1, "{wrong_addr}");
+        let wrong_size = (1..=16)
+            .filter(|&i| tag_ok(p, Head((h.0 & !Head::SIZE_MASK) | (144 + 16 * i))))
+            .count();
+        assert!(wrong_size <= 1, "{wrong_size}");
+        // Over many addresses the tag takes many values (1000 draws from
+        // 65,536 values collide about 8 times).
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000usize {
+            seen.insert(tag_for(Chunk::plus_offset(p, 16 * i), 48));
+        }
+        assert!(seen.len() > 950, "{}", seen.len());
     }
 
     #[test]

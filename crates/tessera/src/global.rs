@@ -16,7 +16,7 @@
 //! they go to the owner's remote stack when its lock is taken.
 
 use crate::arena::{self, Arena};
-use crate::chunk::{Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
+use crate::chunk::{tag_ok, Chunk, Head, MALLOC_ALIGNMENT, MAX_REQUEST};
 use crate::direct::MmapHeader;
 use crate::heap::Heap;
 use crate::os::Mmap;
@@ -153,13 +153,15 @@ pub unsafe fn free(ptr: *mut u8) {
     // (mem and its chunk share a segment slot: chunks start past the record.)
     if registry::aligned_in_segment(ptr as usize) {
         // SAFETY: the registry vouches for the segment holding `p`.
-        let head = unsafe { Chunk::head(p) }.0;
-        // CINUSE set, bit 3 clear (a whole multiple of 16), cacheable size
-        // (the flag bits below bit 3 do not change the class).
-        if head & 0b1010 == 0b0010
-            && head.wrapping_sub(32) <= MAX_CACHED_SIZE - 32 + 7
+        let head = unsafe { Chunk::head(p) };
+        let size = head.0 & Head::SIZE_MASK;
+        // CINUSE set, bit 3 clear (a whole multiple of 16), the keyed tag
+        // right, cacheable size (the flag bits do not change the class).
+        if head.0 & 0b1010 == 0b0010
+            && tag_ok(p, head)
+            && size.wrapping_sub(32) <= MAX_CACHED_SIZE - 32
             // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
-            && unsafe { (*tcache::cache()).push(tcache::class_of(head), ptr) }
+            && unsafe { (*tcache::cache()).push(tcache::class_of(size), ptr) }
         {
             return;
         }

@@ -30,8 +30,8 @@
 //! [`crate::report::fatal`].
 
 use crate::chunk::{
-    align_up, request2size, Chunk, Head, TreeChunk, CHUNK_OVERHEAD, MALLOC_ALIGNMENT, MAX_REQUEST,
-    MEM_OFFSET, MIN_CHUNK_SIZE,
+    align_up, request2size, tag_ok, Chunk, Head, TreeChunk, CHUNK_OVERHEAD, MALLOC_ALIGNMENT,
+    MAX_REQUEST, MEM_OFFSET, MIN_CHUNK_SIZE,
 };
 use crate::direct::MmapHeader;
 use crate::lock::RawLock;
@@ -479,27 +479,17 @@ impl<S: PageSource> State<S> {
                 if (*seg).owner != self.owner() {
                     fatal(Misuse::WrongHeap, mem);
                 }
-                if !Segment::holds(seg, p.cast()) || p == self.top {
+                if !Segment::holds(seg, p.cast()) {
                     fatal(Misuse::InvalidPointer, mem);
                 }
                 let head = Chunk::head(p);
-                if !head.cinuse() {
-                    if head.pinuse() && !head.flag4() {
-                        fatal(
-                            if for_realloc {
-                                Misuse::ReallocFreed
-                            } else {
-                                Misuse::DoubleFree
-                            },
-                            mem,
-                        );
-                    }
-                    fatal(Misuse::InvalidPointer, mem);
+                if !head.cinuse() || p == self.top {
+                    fatal(diagnose_not_inuse(seg, p, head, for_realloc), mem);
                 }
                 let size = head.size();
                 let next = Chunk::plus_offset(p, size);
-                if size < MIN_CHUNK_SIZE
-                    || size & (MALLOC_ALIGNMENT - 1) != 0
+                if !tag_ok(p, head)
+                    || size < MIN_CHUNK_SIZE
                     || next > Segment::fencepost(seg)
                     || !Chunk::pinuse(next)
                 {
@@ -551,12 +541,11 @@ impl<S: PageSource> State<S> {
         unsafe {
             let head = Chunk::head(p);
             let next = Chunk::plus_offset(p, size);
-            if head.size() != size
-                || head.cinuse()
-                || Chunk::prev_foot(next) != size
-                || Chunk::pinuse(next)
-            {
-                fatal(Misuse::CorruptLinks, Chunk::to_mem(p));
+            if head.size() != size || head.cinuse() || head.tag() != 0 {
+                fatal(Misuse::CorruptHeader, Chunk::to_mem(p));
+            }
+            if Chunk::prev_foot(next) != size || Chunk::pinuse(next) {
+                fatal(Misuse::CorruptHeader, Chunk::to_mem(next));
             }
         }
     }
@@ -600,6 +589,11 @@ impl<S: PageSource> State<S> {
         // a size or tag is validated before it is written.
         unsafe {
             let next = Chunk::plus_offset(p, psize);
+            // If p is merged into its predecessor, its old head stays behind
+            // inside the free chunk: clear CINUSE there (the tag stays), so
+            // a second free of p is reported as the double free it is.
+            let h = Chunk::head(p);
+            Chunk::set_head(p, h.0 & !Head::CINUSE);
             if !Chunk::pinuse(p) {
                 let prevsize = Chunk::prev_foot(p);
                 let prev = Chunk::minus_offset(p, prevsize);
@@ -622,7 +616,12 @@ impl<S: PageSource> State<S> {
                     return;
                 }
             }
-            if !Chunk::cinuse(next) {
+            let nh = Chunk::head(next);
+            if nh.cinuse() && !nh.is_fencepost() && !tag_ok(next, nh) {
+                // The chunk after p lost its tag: p's payload overflowed.
+                fatal(Misuse::CorruptHeader, Chunk::to_mem(next));
+            }
+            if !nh.cinuse() {
                 if next == self.top {
                     self.topsize += psize;
                     let tsize = self.topsize;
@@ -1046,6 +1045,46 @@ impl<S: PageSource> State<S> {
             }
         }
         purged
+    }
+}
+
+/// Why a pointer whose chunk is not in use was passed to free or realloc:
+/// a chunk freed before (its head still carries its tag, or it is a genuine
+/// free chunk closed by a matching boundary tag, or it became top) is a
+/// double free; anything else is not a chunk at all.
+///
+/// # Safety
+/// `p` must lie in the committed part of the live segment `seg`.
+pub(crate) unsafe fn diagnose_not_inuse(
+    seg: *mut Segment,
+    p: *mut Chunk,
+    head: Head,
+    for_realloc: bool,
+) -> Misuse {
+    let freed = if for_realloc {
+        Misuse::ReallocFreed
+    } else {
+        Misuse::DoubleFree
+    };
+    let size = head.size();
+    if head.tag() != 0 && tag_ok(p, head) {
+        return freed; // freed, then merged into its predecessor
+    }
+    let next = Chunk::plus_offset(p, size);
+    // SAFETY: `next` is read only if it lies before the fencepost.
+    let genuine_free = head.tag() == 0
+        && head.pinuse()
+        && size >= MIN_CHUNK_SIZE
+        && size % MALLOC_ALIGNMENT == 0
+        && next <= unsafe { Segment::fencepost(seg) }
+        && unsafe { Chunk::prev_foot(next) == size && !Chunk::pinuse(next) };
+    // Top's head looks like a free chunk's without a boundary tag.
+    // SAFETY: the state's top is a valid chunk.
+    let is_top = head.tag() == 0 && head.pinuse() && next == unsafe { Segment::fencepost(seg) };
+    if genuine_free || is_top {
+        freed
+    } else {
+        Misuse::InvalidPointer
     }
 }
 
