@@ -60,6 +60,21 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static FORKING: AtomicBool = AtomicBool::new(false);
 /// Slots that fork_prepare locked.
 static PREPARED: AtomicUsize = AtomicUsize::new(0);
+/// Debug level and period for every arena (see `debug`).
+pub(crate) static DEBUG_LEVEL: AtomicUsize = AtomicUsize::new(0);
+static DEBUG_PERIOD: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the debug level of every arena, present and future.
+pub(crate) fn set_debug(level: u8, period: u32) {
+    DEBUG_LEVEL.store(level as usize, Ordering::Relaxed);
+    DEBUG_PERIOD.store(period as usize, Ordering::Relaxed);
+    for_each(&mut |_, a| {
+        // SAFETY: a temporary handle over a locked arena, never dropped.
+        let mut h = core::mem::ManuallyDrop::new(unsafe { Heap::from_raw(a) });
+        h.set_debug(level, period);
+    });
+}
+
 /// Footprint of all arenas together, with the process-wide limit.
 pub(crate) static SHARED: SharedFootprint = SharedFootprint::new();
 
@@ -138,9 +153,13 @@ pub(crate) fn create() -> *mut Arena {
             Err(now) => n = now,
         }
     }
-    let Some(heap) = Heap::with_config(Mmap, config()) else {
+    let Some(mut heap) = Heap::with_config(Mmap, config()) else {
         return ptr::null_mut();
     };
+    let level = DEBUG_LEVEL.load(Ordering::Relaxed);
+    if level >= 2 {
+        heap.set_debug(level as u8, DEBUG_PERIOD.load(Ordering::Relaxed) as u32);
+    }
     let a = heap.as_raw();
     core::mem::forget(heap);
     // SAFETY: a fresh arena nobody else sees yet.

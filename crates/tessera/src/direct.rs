@@ -185,6 +185,7 @@ impl<S: PageSource> State<S> {
             let map_size = (*h).map_size;
             self.direct_unlink(h);
             registry::remove_direct(p as usize);
+            registry::note_direct_freed(p as usize);
             (*h).check = 0;
             self.source.unmap(h.cast(), map_size);
             self.direct_count -= 1;
@@ -411,6 +412,7 @@ pub(crate) unsafe fn orphan_free(p: *mut Chunk) {
     unsafe {
         let h = MmapHeader::of_chunk(p);
         registry::remove_direct(p as usize);
+        registry::note_direct_freed(p as usize);
         (*h).check = 0;
         crate::os::Mmap.unmap(h.cast(), (*h).map_size);
     }

@@ -520,6 +520,15 @@ pub fn flush_thread_cache() {
     tcache::flush_current();
 }
 
+/// Sets the check level of every arena (`TESSERA_CHECK`): 2 turns on the
+/// debug tier (see `debug`): freed memory filled and verified on reuse,
+/// and a full check every `period` operations. 0 and 1 leave the cheap,
+/// always-on checks alone. Set it before the first allocation to keep
+/// thread caches out of the way.
+pub fn set_check_level(level: u8, period: u32) {
+    arena::set_debug(level, period);
+}
+
 /// Number of arenas created so far.
 pub fn arena_count() -> usize {
     arena::count()

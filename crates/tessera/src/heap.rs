@@ -33,6 +33,7 @@ use crate::chunk::{
     align_up, request2size, tag_ok, Chunk, Head, TreeChunk, CHUNK_OVERHEAD, MALLOC_ALIGNMENT,
     MAX_REQUEST, MEM_OFFSET, MIN_CHUNK_SIZE,
 };
+use crate::debug::DebugConfig;
 use crate::direct::MmapHeader;
 use crate::lock::RawLock;
 use crate::os::{Mmap, PageSource};
@@ -124,6 +125,8 @@ pub struct State<S: PageSource> {
     pub(crate) remote: AtomicPtr<u8>,
     /// Threads bound to this arena.
     pub(crate) attached: AtomicUsize,
+    /// The expensive tier of checks (see `debug`).
+    pub(crate) debug: DebugConfig,
     /// In a forked child: this arena was created while the parent forked and
     /// may be half-updated; it is never used again and frees into it leak.
     pub(crate) abandoned: bool,
@@ -178,6 +181,9 @@ impl<S: PageSource> State<S> {
             } else {
                 self.tree.insert(TreeChunk::from_chunk(p), size);
             }
+            if self.debugging() {
+                self.debug_fill(p, size, true);
+            }
         }
     }
 
@@ -188,6 +194,10 @@ impl<S: PageSource> State<S> {
     /// `p` must be a free chunk of `size` bytes in a bin.
     #[inline(always)]
     pub(crate) unsafe fn unlink_chunk(&mut self, p: *mut Chunk, size: usize) {
+        if self.debugging() {
+            // SAFETY: forwarded to the caller.
+            unsafe { self.debug_verify(p, size, true) };
+        }
         // SAFETY: forwarded to the caller.
         let ok = unsafe {
             if is_small(size) {
@@ -214,6 +224,10 @@ impl<S: PageSource> State<S> {
         }
         self.dv = r;
         self.dvsize = rsize;
+        if self.debugging() {
+            // SAFETY: r is a free chunk of rsize bytes (caller).
+            unsafe { self.debug_fill(r, rsize, false) };
+        }
     }
 
     // ----------------------------------------------------------------
@@ -224,6 +238,9 @@ impl<S: PageSource> State<S> {
     /// failure.
     #[inline]
     pub(crate) fn malloc(&mut self, bytes: usize) -> *mut u8 {
+        if self.debug.level >= 2 {
+            self.debug_tick();
+        }
         // SAFETY: the state is consistent between public calls, and every
         // chunk the bins, dv and top name is a valid chunk of this heap.
         unsafe {
@@ -275,14 +292,18 @@ impl<S: PageSource> State<S> {
     /// Bin `i` must be non-empty.
     #[inline(always)]
     unsafe fn take_small(&mut self, i: usize) -> *mut u8 {
-        // SAFETY: bin members are free chunks of this heap (caller/invariant).
+        // SAFETY: bin members are free chunks of this heap (caller/invariant);
+        // the head is verified before the links are followed.
         unsafe {
+            let size = small_index2size(i);
+            self.verify_free(self.small.heads[i], size);
             let p = self.small.pop(i);
             if p.is_null() {
                 fatal(Misuse::CorruptLinks, Chunk::to_mem(self.small.heads[i]));
             }
-            let size = small_index2size(i);
-            self.verify_free(p, size);
+            if self.debugging() {
+                self.debug_verify(p, size, true);
+            }
             Chunk::set_inuse_and_pinuse(p, size);
             Chunk::to_mem(p)
         }
@@ -297,12 +318,15 @@ impl<S: PageSource> State<S> {
     unsafe fn split_small(&mut self, i: usize, nb: usize) -> *mut u8 {
         // SAFETY: as in `take_small`; the split stays inside the chunk.
         unsafe {
+            let size = small_index2size(i);
+            self.verify_free(self.small.heads[i], size);
             let p = self.small.pop(i);
             if p.is_null() {
                 fatal(Misuse::CorruptLinks, Chunk::to_mem(self.small.heads[i]));
             }
-            let size = small_index2size(i);
-            self.verify_free(p, size);
+            if self.debugging() {
+                self.debug_verify(p, size, true);
+            }
             let rsize = size - nb;
             if rsize < MIN_CHUNK_SIZE {
                 Chunk::set_inuse_and_pinuse(p, size);
@@ -381,6 +405,9 @@ impl<S: PageSource> State<S> {
         let rsize = self.dvsize - nb;
         // SAFETY: dv is a free chunk of dvsize bytes (invariant).
         unsafe {
+            if self.debugging() {
+                self.debug_verify(p, self.dvsize, false);
+            }
             if rsize >= MIN_CHUNK_SIZE {
                 let r = Chunk::plus_offset(p, nb);
                 self.dv = r;
@@ -483,17 +510,16 @@ impl<S: PageSource> State<S> {
                     fatal(Misuse::InvalidPointer, mem);
                 }
                 let head = Chunk::head(p);
-                if !head.cinuse() || p == self.top {
-                    fatal(diagnose_not_inuse(seg, p, head, for_realloc), mem);
-                }
                 let size = head.size();
                 let next = Chunk::plus_offset(p, size);
-                if !tag_ok(p, head)
+                if !head.cinuse()
+                    || p == self.top
+                    || !tag_ok(p, head)
                     || size < MIN_CHUNK_SIZE
                     || next > Segment::fencepost(seg)
                     || !Chunk::pinuse(next)
                 {
-                    fatal(Misuse::CorruptHeader, mem);
+                    fatal(diagnose(seg, p, for_realloc), mem);
                 }
                 Owned::Segment(p)
             }
@@ -513,14 +539,7 @@ impl<S: PageSource> State<S> {
                 Owned::Direct(p)
             }
         } else {
-            fatal(
-                if for_realloc {
-                    Misuse::ReallocFreed
-                } else {
-                    Misuse::InvalidPointer
-                },
-                mem,
-            )
+            fatal(unknown_pointer(p, for_realloc), mem)
         }
     }
 
@@ -559,6 +578,9 @@ impl<S: PageSource> State<S> {
     pub(crate) unsafe fn free(&mut self, mem: *mut u8) {
         if mem.is_null() {
             return;
+        }
+        if self.debug.level >= 2 {
+            self.debug_tick();
         }
         // SAFETY: `validate` vouches for the chunk.
         unsafe {
@@ -611,8 +633,14 @@ impl<S: PageSource> State<S> {
                 if p != self.dv {
                     self.unlink_chunk(p, prevsize);
                 } else if Chunk::head(next).0 & Head::INUSE_BITS == Head::INUSE_BITS {
+                    if self.debugging() {
+                        self.debug_verify(p, prevsize, false);
+                    }
                     self.dvsize = psize;
                     Chunk::set_free_with_pinuse(p, psize, next);
+                    if self.debugging() {
+                        self.debug_fill(p, psize, false);
+                    }
                     return;
                 }
             }
@@ -634,10 +662,16 @@ impl<S: PageSource> State<S> {
                     return;
                 }
                 if next == self.dv {
+                    if self.debugging() {
+                        self.debug_verify(next, self.dvsize, false);
+                    }
                     self.dvsize += psize;
                     let dsize = self.dvsize;
                     self.dv = p;
                     Chunk::set_free_with_pinuse_only(p, dsize);
+                    if self.debugging() {
+                        self.debug_fill(p, dsize, false);
+                    }
                     self.release_dv_if_empty();
                     return;
                 }
@@ -648,6 +682,9 @@ impl<S: PageSource> State<S> {
                 Chunk::set_free_with_pinuse_only(p, psize);
                 if p == self.dv {
                     self.dvsize = psize;
+                    if self.debugging() {
+                        self.debug_fill(p, psize, false);
+                    }
                     self.release_dv_if_empty();
                     return;
                 }
@@ -729,6 +766,9 @@ impl<S: PageSource> State<S> {
                 let dvs = self.dvsize;
                 if oldsize + dvs < nb {
                     return ptr::null_mut();
+                }
+                if self.debugging() {
+                    self.debug_verify(next, dvs, false);
                 }
                 let dsize = oldsize + dvs - nb;
                 if dsize >= MIN_CHUNK_SIZE {
@@ -824,6 +864,9 @@ impl<S: PageSource> State<S> {
     /// leading and trailing slack back as free chunks (or, for direct
     /// chunks, unmap the slack pages).
     pub(crate) fn memalign(&mut self, alignment: usize, bytes: usize) -> *mut u8 {
+        if self.debug.level >= 2 {
+            self.debug_tick();
+        }
         if alignment <= MALLOC_ALIGNMENT {
             return self.malloc(bytes);
         }
@@ -1005,7 +1048,9 @@ impl<S: PageSource> State<S> {
         unsafe {
             let mut released = self.release_unused_segments();
             released += self.trim_top(pad);
-            released += self.purge_free_chunks();
+            if !self.debugging() {
+                released += self.purge_free_chunks();
+            }
             released != 0
         }
     }
@@ -1048,44 +1093,78 @@ impl<S: PageSource> State<S> {
     }
 }
 
-/// Why a pointer whose chunk is not in use was passed to free or realloc:
-/// a chunk freed before (its head still carries its tag, or it is a genuine
-/// free chunk closed by a matching boundary tag, or it became top) is a
-/// double free; anything else is not a chunk at all.
+/// What to call a pointer that is in no segment and no live mapping: a
+/// recently unmapped direct chunk (a double free), or anything else.
+pub(crate) fn unknown_pointer(p: *mut Chunk, for_realloc: bool) -> Misuse {
+    if registry::was_direct_freed(p as usize) {
+        if for_realloc {
+            Misuse::ReallocFreed
+        } else {
+            Misuse::DoubleFree
+        }
+    } else {
+        Misuse::InvalidPointer
+    }
+}
+
+/// Names what is wrong with a pointer into segment `seg` whose chunk failed
+/// validation (not in use, wrong tag, impossible size). Walks the segment
+/// from its first chunk (this is the error path; the process is about to
+/// stop) to learn whether `p` is a real chunk boundary:
+/// - a boundary whose head is a genuine free chunk (or top): double free;
+/// - a boundary whose head is garbage: the header was overwritten;
+/// - inside a free chunk, with a stale head that still carries its own tag:
+///   a chunk freed and merged into its predecessor, freed again;
+/// - anywhere else: not a pointer malloc returned.
 ///
 /// # Safety
-/// `p` must lie in the committed part of the live segment `seg`.
-pub(crate) unsafe fn diagnose_not_inuse(
-    seg: *mut Segment,
-    p: *mut Chunk,
-    head: Head,
-    for_realloc: bool,
-) -> Misuse {
+/// `seg` must be a live segment and `p` inside its chunk range.
+pub(crate) unsafe fn diagnose(seg: *mut Segment, p: *mut Chunk, for_realloc: bool) -> Misuse {
     let freed = if for_realloc {
         Misuse::ReallocFreed
     } else {
         Misuse::DoubleFree
     };
-    let size = head.size();
-    if head.tag() != 0 && tag_ok(p, head) {
-        return freed; // freed, then merged into its predecessor
+    // SAFETY: every head read lies before the fencepost of a live segment;
+    // each step is bounds-checked before it is taken.
+    unsafe {
+        let fence = Segment::fencepost(seg);
+        let mut q = Segment::first_chunk(seg);
+        while q < fence {
+            let h = Chunk::head(q);
+            let size = h.size();
+            let next = Chunk::plus_offset(q, size);
+            if size < MIN_CHUNK_SIZE || size % MALLOC_ALIGNMENT != 0 || next > fence {
+                // The walk breaks at or before p: a header was overwritten.
+                return if q <= p {
+                    Misuse::CorruptHeader
+                } else {
+                    Misuse::InvalidPointer
+                };
+            }
+            if q == p {
+                let genuine_free = !h.cinuse()
+                    && h.tag() == 0
+                    && h.pinuse()
+                    && (next == fence || (Chunk::prev_foot(next) == size && !Chunk::pinuse(next)));
+                return if genuine_free {
+                    freed
+                } else {
+                    Misuse::CorruptHeader
+                };
+            }
+            if p < next {
+                // p is inside q.
+                let ph = Chunk::head(p);
+                if !h.cinuse() && ph.tag() != 0 && tag_ok(p, ph) {
+                    return freed;
+                }
+                return Misuse::InvalidPointer;
+            }
+            q = next;
+        }
     }
-    let next = Chunk::plus_offset(p, size);
-    // SAFETY: `next` is read only if it lies before the fencepost.
-    let genuine_free = head.tag() == 0
-        && head.pinuse()
-        && size >= MIN_CHUNK_SIZE
-        && size % MALLOC_ALIGNMENT == 0
-        && next <= unsafe { Segment::fencepost(seg) }
-        && unsafe { Chunk::prev_foot(next) == size && !Chunk::pinuse(next) };
-    // Top's head looks like a free chunk's without a boundary tag.
-    // SAFETY: the state's top is a valid chunk.
-    let is_top = head.tag() == 0 && head.pinuse() && next == unsafe { Segment::fencepost(seg) };
-    if genuine_free || is_top {
-        freed
-    } else {
-        Misuse::InvalidPointer
-    }
+    Misuse::InvalidPointer
 }
 
 /// What a validated user pointer turned out to be.
@@ -1205,6 +1284,7 @@ impl<S: PageSource> Heap<S> {
                 lock: RawLock::new(),
                 remote: AtomicPtr::new(ptr::null_mut()),
                 attached: AtomicUsize::new(0),
+                debug: DebugConfig::default(),
                 abandoned: false,
                 source,
             });

@@ -44,6 +44,7 @@ extern crate std;
 mod arena;
 pub mod check;
 pub mod chunk;
+pub mod debug;
 pub mod direct;
 #[cfg(feature = "std")]
 pub mod global;

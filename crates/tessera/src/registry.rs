@@ -163,6 +163,24 @@ pub fn is_direct(addr: usize) -> bool {
     unsafe { (*leaf.add(bit / 64)).load(Ordering::Acquire) & (1 << (bit % 64)) != 0 }
 }
 
+/// Chunk addresses of the last direct chunks unmapped, so that a second
+/// free of one is named a double free rather than an unknown pointer.
+static RECENT_DIRECT: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+static RECENT_POS: AtomicU64 = AtomicU64::new(0);
+
+/// Remembers that the direct chunk at `addr` was just unmapped.
+pub fn note_direct_freed(addr: usize) {
+    let i = RECENT_POS.fetch_add(1, Ordering::Relaxed) as usize % RECENT_DIRECT.len();
+    RECENT_DIRECT[i].store(addr as u64, Ordering::Relaxed);
+}
+
+/// Was `addr` one of the last 64 direct chunks unmapped? (Error paths only.)
+pub fn was_direct_freed(addr: usize) -> bool {
+    RECENT_DIRECT
+        .iter()
+        .any(|a| a.load(Ordering::Relaxed) == addr as u64)
+}
+
 /// The secret that keys check words in segment records and mapping headers,
 /// so that a stray write or a forged header cannot pass for ours. Drawn from
 /// the kernel on first use.

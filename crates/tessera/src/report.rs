@@ -38,7 +38,9 @@ impl Misuse {
             Misuse::InvalidPointer => "free of a pointer that no Tessera heap handed out",
             Misuse::Misaligned => "free of a misaligned pointer",
             Misuse::WrongHeap => "pointer belongs to another heap",
-            Misuse::CorruptHeader => "corrupted chunk header (overflow from the previous chunk?)",
+            Misuse::CorruptHeader => {
+                "corrupted chunk header (overflow from the previous chunk, or not the start of a chunk)"
+            }
             Misuse::CorruptLinks => "corrupted free-list links (write after free?)",
             Misuse::CorruptRecord => "corrupted segment record or mapping header",
             Misuse::ReallocFreed => "realloc of a freed pointer",

@@ -547,3 +547,40 @@ pub(crate) enum Emptied {
     /// The state's segment was decommitted down; the chunk now has this size.
     Shrunk(usize),
 }
+
+/// A registered, committed segment-sized region for unit tests of code that
+/// validates pointers against the registry.
+#[cfg(test)]
+pub(crate) struct TestSegment {
+    base: *mut u8,
+}
+
+#[cfg(test)]
+impl TestSegment {
+    /// Reserves a segment, commits `bytes` and registers it.
+    pub(crate) fn new(bytes: usize) -> Self {
+        use crate::os::{Mmap, PageSource};
+        let base = Mmap.reserve(SEGMENT_SIZE, SEGMENT_SIZE);
+        assert!(!base.is_null());
+        // SAFETY: a fresh reservation.
+        assert!(unsafe { Mmap.commit(base, align_up(bytes, 4096)) });
+        assert!(registry::add_segment(base as usize));
+        crate::registry::key();
+        TestSegment { base }
+    }
+
+    /// An address `offset` bytes past the segment's record.
+    pub(crate) fn at(&self, offset: usize) -> *mut u8 {
+        self.base.wrapping_add(SEGMENT_HEADER + offset)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestSegment {
+    fn drop(&mut self) {
+        use crate::os::{Mmap, PageSource};
+        registry::remove_segment(self.base as usize);
+        // SAFETY: our own reservation.
+        unsafe { Mmap.unmap(self.base, SEGMENT_SIZE) };
+    }
+}

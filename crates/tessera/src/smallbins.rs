@@ -18,7 +18,7 @@
 //! pointer instead: no fake chunk overlaps the state, the list ends are
 //! explicit, and the viewer shows `fd = 0` for the last chunk.
 
-use crate::chunk::{Chunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
+use crate::chunk::{plausible, Chunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
 use core::ptr;
 
 /// Number of small bins (dlmalloc's NSMALLBINS).
@@ -112,11 +112,14 @@ impl SmallBins {
     #[must_use]
     pub unsafe fn unlink(&mut self, p: *mut Chunk, size: usize) -> bool {
         let i = small_index(size);
-        // SAFETY: `p` is readable (caller); its links, when non-null, point
-        // at chunks of the same bin, which are readable and writable.
+        // SAFETY: `p` is readable (caller); its links, when non-null, are
+        // checked to lie in a live segment before they are followed.
         unsafe {
             let fd = (*p).fd;
             let bk = (*p).bk;
+            if !(fd.is_null() || plausible(fd)) || !(bk.is_null() || plausible(bk)) {
+                return false;
+            }
             let fd_ok = fd.is_null() || (*fd).bk == p;
             let bk_ok = if bk.is_null() {
                 self.heads[i] == p
@@ -143,7 +146,7 @@ impl SmallBins {
 
     /// Pops the first chunk of the non-empty bin `i` (dlmalloc's
     /// `unlink_first_small_chunk`). Returns null when the head's successor
-    /// does not link back (corruption).
+    /// lies outside every segment or does not link back (corruption).
     ///
     /// # Safety
     /// Bin `i` must be non-empty and its chunks readable and writable.
@@ -156,7 +159,7 @@ impl SmallBins {
         unsafe {
             let fd = (*p).fd;
             if !fd.is_null() {
-                if (*fd).bk != p {
+                if !plausible(fd) || (*fd).bk != p {
                     return ptr::null_mut();
                 }
                 (*fd).bk = ptr::null_mut();
@@ -194,10 +197,12 @@ mod tests {
 
     #[test]
     fn insert_unlink_pop_keep_map_in_sync() {
-        let mut mem = [[0u128; 2]; 6]; // six 32-byte chunks
-        let chunks: [*mut Chunk; 6] = core::array::from_fn(|k| mem[k].as_mut_ptr().cast());
+        // Six 32-byte chunks in a registered segment (links are only
+        // followed into live segments).
+        let seg = crate::segment::TestSegment::new(4096);
+        let chunks: [*mut Chunk; 6] = core::array::from_fn(|k| seg.at(32 * k).cast());
         let mut bins = SmallBins::EMPTY;
-        // SAFETY: every chunk pointer is a distinct 32-byte slot of `mem`.
+        // SAFETY: every chunk pointer is a distinct 32-byte slot of `seg`.
         unsafe {
             for &c in &chunks[..3] {
                 bins.insert(c, 32);
@@ -216,6 +221,9 @@ mod tests {
             bins.insert(chunks[4], 32);
             bins.insert(chunks[5], 32);
             (*chunks[4]).bk = chunks[0];
+            assert!(!bins.unlink(chunks[4], 32));
+            // A link pointing outside every segment is refused unread.
+            (*chunks[4]).bk = 0x4141_4141_4140 as *mut Chunk;
             assert!(!bins.unlink(chunks[4], 32));
         }
     }

@@ -236,6 +236,11 @@ impl ThreadCache {
         if self.status != FRESH {
             return;
         }
+        if arena::DEBUG_LEVEL.load(Ordering::Relaxed) >= 2 {
+            // Debug mode: every operation goes to the arenas.
+            self.status = DEAD;
+            return;
+        }
         register_exit_hook();
         CACHE_KEY.store(key(), Ordering::Relaxed);
         for (room, &max) in self.room.iter_mut().zip(&MAX_COUNT) {

@@ -24,7 +24,7 @@
 //! - ring members other than the node have `parent == null`; ring links are
 //!   mutual (`c.fd.bk == c`).
 
-use crate::chunk::{TreeChunk, WORD};
+use crate::chunk::{checked_link, plausible, TreeChunk, WORD};
 use core::ptr;
 
 /// Number of tree bins (dlmalloc's NTREEBINS).
@@ -124,7 +124,7 @@ impl TreeBins {
                 if TreeChunk::size(t) != size {
                     let dir = key >> (usize::BITS - 1);
                     key <<= 1;
-                    let c = (*t).child[dir];
+                    let c = checked_link((*t).child[dir]);
                     if !c.is_null() {
                         t = c;
                     } else {
@@ -135,7 +135,7 @@ impl TreeBins {
                     }
                 } else {
                     // Join the ring of equal sizes, right after the node.
-                    let f = TreeChunk::fd(t);
+                    let f = checked_link(TreeChunk::fd(t));
                     (*t).chunk.fd = x.cast();
                     (*f).chunk.bk = x.cast();
                     TreeChunk::set_links(x, f, t);
@@ -157,11 +157,16 @@ impl TreeBins {
         // SAFETY: `x` and all chunks it links to are bin members (caller).
         unsafe {
             let xp = (*x).parent;
+            let i = (*x).index as usize;
+            if i >= NTREEBINS || !(xp.is_null() || xp == self.root_marker(i) || plausible(xp)) {
+                return Unlinked::Corrupt;
+            }
             let mut r;
             if TreeChunk::bk(x) != x {
                 let f = TreeChunk::fd(x);
                 r = TreeChunk::bk(x);
-                if TreeChunk::bk(f) != x || TreeChunk::fd(r) != x {
+                if !plausible(f) || !plausible(r) || TreeChunk::bk(f) != x || TreeChunk::fd(r) != x
+                {
                     return Unlinked::Corrupt;
                 }
                 (*f).chunk.bk = r.cast();
@@ -175,7 +180,12 @@ impl TreeBins {
                     r = *slot;
                 }
                 if !r.is_null() {
+                    let mut depth = 0;
                     loop {
+                        if !plausible(r) || depth > 64 {
+                            return Unlinked::Corrupt;
+                        }
+                        depth += 1;
                         let right = ptr::addr_of_mut!((*r).child[1]);
                         let left = ptr::addr_of_mut!((*r).child[0]);
                         if !(*right).is_null() {
@@ -193,10 +203,6 @@ impl TreeBins {
             if xp.is_null() {
                 // A ring member that is not the node: the ring fix was all.
                 return Unlinked::Ok;
-            }
-            let i = (*x).index as usize;
-            if i >= NTREEBINS {
-                return Unlinked::Corrupt;
             }
             if x == self.roots[i] {
                 if xp != self.root_marker(i) {
@@ -218,6 +224,9 @@ impl TreeBins {
                 (*r).index = i as u32;
                 for dir in 0..2 {
                     let c = (*x).child[dir];
+                    if !(c.is_null() || plausible(c)) {
+                        return Unlinked::Corrupt;
+                    }
                     (*r).child[dir] = c;
                     if !c.is_null() {
                         (*c).parent = r;
@@ -245,7 +254,7 @@ impl TreeBins {
         unsafe {
             let mut best_size = TreeChunk::size(t);
             loop {
-                t = TreeChunk::leftmost_child(t);
+                t = checked_link(TreeChunk::leftmost_child(t));
                 if t.is_null() {
                     break;
                 }
@@ -287,8 +296,8 @@ impl TreeBins {
                             break;
                         }
                     }
-                    let rt = (*t).child[1];
-                    t = (*t).child[sizebits >> (usize::BITS - 1)];
+                    let rt = checked_link((*t).child[1]);
+                    t = checked_link((*t).child[sizebits >> (usize::BITS - 1)]);
                     if !rt.is_null() && rt != t {
                         rst = rt;
                     }
@@ -318,7 +327,7 @@ impl TreeBins {
                     rsize = s - nb;
                     v = t;
                 }
-                t = TreeChunk::leftmost_child(t);
+                t = checked_link(TreeChunk::leftmost_child(t));
             }
         }
         (v, rsize)
@@ -497,18 +506,19 @@ mod tests {
         }
     }
 
-    /// Builds a chunk arena of `n` 256-aligned slots big enough for headers.
+    /// `n` 64-byte chunk slots in a registered segment (the link checks
+    /// only follow pointers into live segments).
     struct Slots {
-        mem: Vec<u128>,
+        seg: crate::segment::TestSegment,
     }
     impl Slots {
         fn new(n: usize) -> Self {
             Slots {
-                mem: vec![0u128; n * 4],
+                seg: crate::segment::TestSegment::new(n * 64 + 64),
             }
         }
         fn chunk(&mut self, k: usize, size: usize) -> *mut TreeChunk {
-            let p: *mut Chunk = self.mem[k * 4..].as_mut_ptr().cast();
+            let p: *mut Chunk = self.seg.at(k * 64).cast();
             // SAFETY: slot k has 64 bytes, enough for a tree chunk header.
             unsafe { Chunk::set_head(p, size | crate::chunk::Head::PINUSE) };
             p.cast()

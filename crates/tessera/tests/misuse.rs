@@ -1,0 +1,242 @@
+//! Detected misuse: each scenario runs in a child process (this binary,
+//! re-executed on the ignored test `child`), which must die by SIGABRT with
+//! the expected one-line message naming the pointer. A scenario that goes
+//! unnoticed makes the child exit normally, and its test fails.
+
+use std::process::Command;
+use tessera::{global, Heap};
+
+const SCENARIO: &str = "TESSERA_MISUSE_SCENARIO";
+
+#[repr(align(16))]
+struct Aligned([u8; 64]);
+static GLOBAL_BYTES: Aligned = Aligned([0; 64]);
+
+/// Commits one misuse. Returns only if the misuse went unnoticed.
+fn commit(scenario: &str) {
+    let mut h = Heap::new();
+    // SAFETY: every scenario deliberately breaks the allocator contract;
+    // that is the point: the allocator must stop the process.
+    unsafe {
+        match scenario {
+            "double_free_small" => {
+                let a = h.malloc(40);
+                let _guard = h.malloc(16);
+                h.free(a);
+                h.free(a);
+            }
+            "double_free_tree" => {
+                let a = h.malloc(1000);
+                let _guard = h.malloc(16);
+                h.free(a);
+                h.free(a);
+            }
+            "double_free_merged" => {
+                let a = h.malloc(100);
+                let b = h.malloc(100);
+                let _guard = h.malloc(16);
+                h.free(a);
+                h.free(b); // merges into a's chunk
+                h.free(b);
+            }
+            "double_free_into_top" => {
+                let a = h.malloc(100);
+                h.free(a); // merges into top
+                h.free(a);
+            }
+            "double_free_direct" => {
+                let a = h.malloc(4 << 20);
+                h.free(a);
+                h.free(a);
+            }
+            "double_free_thread_cached" => {
+                let a = global::malloc(64);
+                global::free(a);
+                global::free(a);
+            }
+            "double_free_global_small_bin" => {
+                let a = global::malloc(5000);
+                let _guard = global::malloc(5000);
+                global::free(a);
+                global::free(a);
+            }
+            "free_stack" => {
+                let mut local = [0u64; 8];
+                let p = local.as_mut_ptr().add(2).cast::<u8>();
+                h.free(p);
+            }
+            "free_global" => {
+                let p = GLOBAL_BYTES.0.as_ptr().add(16).cast_mut();
+                global::free(p);
+            }
+            "free_interior" => {
+                let a = h.malloc(200);
+                a.write_bytes(b'A', 200);
+                h.free(a.add(64));
+            }
+            "free_misaligned" => {
+                let a = h.malloc(100);
+                h.free(a.add(1));
+            }
+            "free_other_heap" => {
+                let mut other = Heap::new();
+                let a = other.malloc(100);
+                h.free(a);
+            }
+            "free_destroyed_heap" => {
+                let mut other = Heap::new();
+                let a = other.malloc(100);
+                drop(other);
+                h.free(a);
+            }
+            "realloc_freed" => {
+                let a = h.malloc(100);
+                let _guard = h.malloc(16);
+                h.free(a);
+                h.realloc(a, 200);
+            }
+            "overflow_then_free_victim" => {
+                let a = h.malloc(24);
+                let b = h.malloc(24);
+                let _guard = h.malloc(24);
+                // 24 usable bytes; write 40: b's head is overwritten.
+                a.write_bytes(0x41, 40);
+                h.free(b);
+            }
+            "overflow_then_free_culprit" => {
+                let a = h.malloc(24);
+                let _b = h.malloc(24);
+                let _guard = h.malloc(24);
+                // Rewrite the low byte of b's head (just past a's 24 usable
+                // bytes), as an off-by-one would: size 32 becomes 64.
+                a.add(24).write(0x43);
+                h.free(a);
+            }
+            "overflow_into_free_chunk" => {
+                let a = h.malloc(24);
+                let b = h.malloc(24);
+                let _guard = h.malloc(24);
+                h.free(b);
+                a.write_bytes(0x42, 40);
+                h.malloc(24); // reuses b's chunk
+            }
+            "corrupt_free_links" => {
+                let a = h.malloc(100);
+                let _g1 = h.malloc(16);
+                let b = h.malloc(100);
+                let _g2 = h.malloc(16);
+                h.free(a);
+                h.free(b);
+                // Write after free over b's fd link.
+                b.cast::<usize>().write(0x4141_4141_4140);
+                h.malloc(100);
+                h.malloc(100);
+            }
+            "use_after_free_debug" => {
+                h.set_debug(2, 0);
+                let a = h.malloc(300);
+                let _guard = h.malloc(16);
+                h.free(a);
+                a.add(200).write(1);
+                h.malloc(300);
+            }
+            "heap_check_debug_period" => {
+                h.set_debug(2, 1);
+                let a = h.malloc(100);
+                let _b = h.malloc(100);
+                // Flip b's PINUSE behind the allocator's back.
+                let hb = a.add(112 - 16 + 8).cast::<usize>();
+                hb.write(hb.read() ^ 1);
+                h.malloc(10);
+            }
+            "tcache_link_overwrite" => {
+                let a = global::malloc(48);
+                let b = global::malloc(48);
+                global::free(a);
+                global::free(b);
+                // Write after free over b's (mangled) link.
+                b.cast::<usize>().write(0x1234_5678);
+                global::malloc(48);
+                global::malloc(48);
+            }
+            other => panic!("unknown scenario {other}"),
+        }
+    }
+}
+
+#[test]
+#[ignore = "run by the misuse tests in a child process"]
+fn child() {
+    if let Ok(s) = std::env::var(SCENARIO) {
+        commit(&s);
+        println!("scenario {s} went unnoticed");
+    }
+}
+
+fn expect_abort(scenario: &str, message: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SCENARIO, scenario)
+        .output()
+        .expect("run the child");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{scenario}: expected SIGABRT, got {:?}\nstdout: {}\nstderr: {stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("tessera: "))
+        .unwrap_or_else(|| panic!("{scenario}: no tessera line in stderr: {stderr}"));
+    assert!(
+        line.contains(message),
+        "{scenario}: `{line}` lacks `{message}`"
+    );
+    assert!(
+        line.contains(" at 0x"),
+        "{scenario}: `{line}` names no pointer"
+    );
+}
+
+macro_rules! misuse {
+    ($($name:ident => $msg:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            expect_abort(stringify!($name), $msg);
+        }
+    )*};
+}
+
+misuse! {
+    double_free_small => "double free";
+    double_free_tree => "double free";
+    double_free_merged => "double free";
+    double_free_into_top => "double free";
+    double_free_direct => "double free";
+    double_free_thread_cached => "double free";
+    double_free_global_small_bin => "double free";
+    free_stack => "no Tessera heap handed out";
+    free_global => "no Tessera heap handed out";
+    free_interior => "no Tessera heap handed out";
+    free_misaligned => "misaligned";
+    free_other_heap => "another heap";
+    free_destroyed_heap => "no Tessera heap handed out";
+    realloc_freed => "realloc of a freed pointer";
+    overflow_then_free_victim => "corrupted chunk header";
+    overflow_then_free_culprit => "corrupted chunk header";
+    overflow_into_free_chunk => "corrupted chunk header";
+    corrupt_free_links => "corrupted free-list links";
+    use_after_free_debug => "use after free";
+    heap_check_debug_period => "PINUSE";
+    tcache_link_overwrite => "corrupted free-list links";
+}
