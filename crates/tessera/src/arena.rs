@@ -143,9 +143,21 @@ pub(crate) fn get(i: usize) -> *mut Arena {
 /// returns it unlocked, or null.
 #[cold]
 pub(crate) fn create() -> *mut Arena {
+    // A new arena commits its first granules at once: refuse when that
+    // would break the process-wide footprint limit. (Arenas check the limit
+    // each under their own lock, so concurrent growth can overshoot it by
+    // at most one growth step per arena.)
+    let fp_limit = SHARED.limit.load(Ordering::Relaxed);
+    let first = crate::chunk::align_up(
+        config().top_pad + (crate::segment::SEGMENT_HEADER + 4096),
+        config().granularity.max(4096),
+    );
+    if fp_limit != 0 && SHARED.total.load(Ordering::Relaxed) + first > fp_limit {
+        return ptr::null_mut();
+    }
     let mut n = COUNT.load(Ordering::Relaxed);
     loop {
-        if n >= MAX_ARENAS || (n > 0 && n >= limit()) {
+        if n >= MAX_ARENAS || (n > 0 && n >= self::limit()) {
             return ptr::null_mut();
         }
         match COUNT.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {

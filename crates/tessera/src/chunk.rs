@@ -202,11 +202,18 @@ impl Head {
     }
 }
 
+/// Are the cheap always-on checks compiled in? (Only the `unchecked`
+/// feature, for measuring their cost, turns them off.)
+pub const CHECKS: bool = !cfg!(feature = "unchecked");
+
 /// The tag an in-use chunk at `p` of `size` bytes carries in its head
 /// (already shifted into bits 48..63): a multiplicative hash of address and
 /// size keyed with the process secret.
 #[inline(always)]
 pub fn tag_for(p: *mut Chunk, size: usize) -> usize {
+    if !CHECKS {
+        return 0;
+    }
     tag_hash(p, size) & !((1 << Head::TAG_SHIFT) - 1)
 }
 
@@ -225,7 +232,7 @@ fn tag_hash(p: *mut Chunk, size: usize) -> usize {
 /// heap? Checks alignment and the segment registry, reading nothing.
 #[inline(always)]
 pub fn plausible<T>(p: *mut T) -> bool {
-    crate::registry::aligned_in_segment((p as usize).wrapping_add(MEM_OFFSET))
+    !CHECKS || crate::registry::aligned_in_segment((p as usize).wrapping_add(MEM_OFFSET))
 }
 
 /// Returns `p` if it is null or [`plausible`]; otherwise reports corrupted
@@ -242,7 +249,7 @@ pub fn checked_link<T>(p: *mut T) -> *mut T {
 /// Does the in-use head `head` of chunk `p` carry the right tag?
 #[inline(always)]
 pub fn tag_ok(p: *mut Chunk, head: Head) -> bool {
-    (head.0 ^ tag_hash(p, head.size())) >> Head::TAG_SHIFT == 0
+    !CHECKS || (head.0 ^ tag_hash(p, head.size())) >> Head::TAG_SHIFT == 0
 }
 
 impl fmt::Debug for Head {

@@ -56,6 +56,26 @@ proptest! {
 }
 
 #[test]
+fn debug_mode_raises_no_false_alarms() {
+    // The debug tier fills and verifies every free chunk and checks the
+    // heap every 13 operations: a sound program must pass it untouched.
+    let mut gen = OpGen::new(0xDEB6);
+    gen.max_size = 256 << 10;
+    for round in 0..20 {
+        let mut heap = Heap::new();
+        heap.set_debug(2, 13);
+        let mut m = Model::new(heap);
+        m.check_every_op = false;
+        for i in 0..2000 {
+            let op = gen.op();
+            m.apply(&op)
+                .unwrap_or_else(|e| panic!("round {round} op {i} {op:?}: {e}"));
+        }
+        m.free_all().unwrap();
+    }
+}
+
+#[test]
 fn long_deterministic_run() {
     let n: usize = std::env::var("TESSERA_LONG_OPS")
         .ok()
