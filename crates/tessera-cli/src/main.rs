@@ -1,4 +1,165 @@
-//! The `tessera` command (placeholder until the visualisation lands).
-fn main() {
-    println!("tessera: tour coming soon");
+//! `tessera`: see the heap. Replays traces and draws snapshots as byte
+//! grids (one 4 KiB page as 128 rows of 32 cells), in the terminal and as
+//! a self-contained HTML explorer.
+//!
+//! Subcommands: `tour` (the built-in demo), `replay` (a trace), `art` (a
+//! snapshot), `run` (any program under libtessera.so). Errors print one
+//! line naming the file, the line and the problem, and exit with status 1.
+
+mod art;
+mod common;
+mod replay;
+mod run;
+mod tour;
+
+use clap::{Parser, Subcommand};
+use common::{ColorWhen, PageArg};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// See the heap: Tessera's chunks drawn byte by byte.
+///
+/// A page of memory (4 KiB) is drawn as 128 rows of 32 cells, one cell per
+/// byte, numbered 0..4095. Each cell shows what its byte is to the
+/// allocator: prev_foot, head, payload, slack, fd, bk, child[0], child[1],
+/// parent, index, top, fencepost, segment record, ...
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, propagate_version = true)]
+struct Cli {
+    /// Colour in the terminal: auto (when stdout is a terminal and NO_COLOR
+    /// is not set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto)]
+    color: ColorWhen,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// A guided tour of the allocator: a built-in demo trace replayed step
+    /// by step, each with a one-line explanation and the bytes it changed.
+    ///
+    /// Shows a split from top, small-bin reuse, coalescing with both
+    /// neighbours, a tree-bin chunk with its child/parent links, the dv at
+    /// work, a memalign giving its slack back and a direct-mapped chunk.
+    /// Also writes the same story as an HTML page (tessera-tour.html).
+    Tour(TourArgs),
+    /// Replays a trace (TESSERA_TRACE output) into a fresh heap and draws a
+    /// page at a chosen step.
+    Replay(ReplayArgs),
+    /// Runs a program with libtessera.so preloaded, records a trace and/or
+    /// a snapshot, and prints a summary: calls by kind, peak footprint,
+    /// request sizes.
+    Run(RunArgs),
+    /// Draws a page of a saved snapshot (TESSERA_SNAPSHOT output).
+    Art(ArtArgs),
+}
+
+/// Arguments of `tessera tour`.
+#[derive(clap::Args, Debug)]
+pub struct TourArgs {
+    /// Where to write the HTML page.
+    #[arg(long, value_name = "FILE", default_value = "tessera-tour.html")]
+    pub html: PathBuf,
+    /// Do not write the HTML page.
+    #[arg(long)]
+    pub no_html: bool,
+    /// Draw all 128 rows of each page a step changed, not only the rows
+    /// around the change.
+    #[arg(long)]
+    pub full: bool,
+    /// Show only this step (0 = the fresh heap).
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
+}
+
+/// Arguments of `tessera replay`.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// The trace file (format: docs/visualiser.md).
+    pub trace: PathBuf,
+    /// Draw the heap after this many calls (default: the last; 0 = the
+    /// fresh heap).
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
+    /// The page to draw: an address inside it (0x...), or `auto` for the
+    /// page the step changed.
+    #[arg(long, value_name = "ADDR|auto", default_value = "auto")]
+    pub page: PageArg,
+    /// Which chunk holds this address? Draws its page with the chunk
+    /// marked and names the chunk and the byte's field. A pointer the trace
+    /// recorded for a live block stands for that block in the replay (replay
+    /// addresses change from run to run).
+    #[arg(long, value_name = "ADDR")]
+    pub at: Option<String>,
+    /// Only the rows around the bytes the step changed.
+    #[arg(long)]
+    pub compact: bool,
+    /// Also write an HTML explorer of the steps around --step.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Steps the HTML page covers.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub window: usize,
+}
+
+/// Arguments of `tessera run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Keep the trace in FILE (`%p` is replaced by the process id).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Write a snapshot of the heap at exit to FILE (`%p` = process id).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// The library to preload (default: libtessera.so next to this binary,
+    /// else target/release/libtessera.so).
+    #[arg(long, value_name = "PATH")]
+    pub lib: Option<PathBuf>,
+    /// The program and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM ARGS"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Arguments of `tessera art`.
+#[derive(clap::Args, Debug)]
+pub struct ArtArgs {
+    /// The snapshot file (one snapshot per arena, back to back).
+    pub snapshot: PathBuf,
+    /// The page to draw: an address inside it (0x...), or `auto` for the
+    /// captured page with the most chunks.
+    #[arg(long, value_name = "ADDR|auto", default_value = "auto")]
+    pub page: PageArg,
+    /// Which chunk holds this address? Looks in every arena.
+    #[arg(long, value_name = "ADDR")]
+    pub at: Option<String>,
+    /// The arena to draw (0-based, in file order).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub arena: usize,
+    /// Also write an HTML explorer of the snapshot (one frame per arena).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let style = cli.color.style();
+    let result = match cli.cmd {
+        Cmd::Tour(a) => tour::run(&a, style),
+        Cmd::Replay(a) => replay::run(&a, style),
+        Cmd::Art(a) => art::run(&a, style),
+        Cmd::Run(a) => run::run(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("tessera: {msg}");
+            ExitCode::from(1)
+        }
+    }
 }
