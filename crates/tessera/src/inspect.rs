@@ -587,6 +587,53 @@ pub fn write_page(addr: usize, bytes: &[u8; PAGE], sink: &mut dyn Sink) {
     sink.put(b"\n");
 }
 
+/// Names the field of the heap state at `offset` bytes from the state's
+/// start (as `HeapInfo::state` gives it), for viewers: `("small bin head",
+/// Some(4))`, `("tree bin root", Some(0))`, `("top", None)`, ... None past
+/// the fields viewers care about.
+pub fn state_field(offset: usize) -> Option<(&'static str, Option<usize>)> {
+    type St = State<crate::os::Mmap>;
+    use core::mem::{offset_of, size_of};
+    let small = offset_of!(St, small);
+    let tree = offset_of!(St, tree);
+    let heads = small + offset_of!(crate::smallbins::SmallBins, heads);
+    let roots = tree + offset_of!(crate::treebins::TreeBins, roots);
+    let word = size_of::<usize>();
+    let fields: [(usize, usize, &'static str); 12] = [
+        (offset_of!(St, check), word, "check word"),
+        (
+            small + offset_of!(crate::smallbins::SmallBins, map),
+            4,
+            "smallmap",
+        ),
+        (heads, 32 * word, "small bin head"),
+        (
+            tree + offset_of!(crate::treebins::TreeBins, map),
+            4,
+            "treemap",
+        ),
+        (roots, 32 * word, "tree bin root"),
+        (offset_of!(St, dvsize), word, "dvsize"),
+        (offset_of!(St, topsize), word, "topsize"),
+        (offset_of!(St, dv), word, "dv"),
+        (offset_of!(St, top), word, "top"),
+        (offset_of!(St, top_seg), word, "top segment"),
+        (offset_of!(St, segments), word, "segment list"),
+        (offset_of!(St, footprint), word, "footprint"),
+    ];
+    for (start, len, name) in fields {
+        if offset >= start && offset < start + len {
+            let index = match name {
+                "small bin head" => Some((offset - heads) / word),
+                "tree bin root" => Some((offset - roots) / word),
+                _ => None,
+            };
+            return Some((name, index));
+        }
+    }
+    None
+}
+
 /// The first line of every snapshot.
 pub const SNAPSHOT_MAGIC: &str = "tessera-snapshot 1";
 
@@ -609,6 +656,26 @@ impl<S: PageSource> Heap<S> {
             }
         });
         found
+    }
+
+    /// A copy of the 4 KiB page at `page` (page-aligned), if it lies in a
+    /// committed part of a segment or in a direct mapping of this heap.
+    pub fn read_page(&self, page: usize) -> Option<[u8; PAGE]> {
+        if page % PAGE != 0 {
+            return None;
+        }
+        let mut readable = false;
+        self.walk(&mut |item| match *item {
+            Item::Segment(s) if page >= s.base && page + PAGE <= s.base + s.committed => {
+                readable = true
+            }
+            Item::Direct(d) if page >= d.header && page + PAGE <= d.header + d.map_size => {
+                readable = true
+            }
+            _ => {}
+        });
+        // SAFETY: the page lies in memory this heap has mapped readable.
+        readable.then(|| unsafe { *(page as *const [u8; PAGE]) })
     }
 
     /// Writes a snapshot of this heap in the text format (module docs) with

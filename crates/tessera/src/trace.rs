@@ -368,6 +368,12 @@ mod owned {
             self.live.get(&recorded).copied()
         }
 
+        /// Every live block: (recorded address, replay address, requested
+        /// size), in no particular order.
+        pub fn live_blocks(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+            self.live.iter().map(|(&rec, &(a, s))| (rec, a, s))
+        }
+
         /// Requested size of the live replay block at `addr`, if any.
         pub fn requested_sizes(&self) -> HashMap<usize, usize> {
             self.live.values().map(|&(a, s)| (a, s)).collect()

@@ -441,3 +441,33 @@ fn config_thresholds_take_effect() {
     );
     h.check().unwrap();
 }
+
+#[test]
+fn read_page_and_state_fields_for_viewers() {
+    let mut h = Heap::new();
+    let a = h.malloc(100);
+    let page = a as usize & !4095;
+    let bytes = h.read_page(page).expect("a committed page");
+    let off = a as usize - 16 - page + 8;
+    // SAFETY: a is live.
+    let head = unsafe { Chunk::head(Chunk::from_mem(a)) }.0;
+    assert_eq!(
+        usize::from_le_bytes(bytes[off..off + 8].try_into().unwrap()),
+        head
+    );
+    assert!(h.read_page(page + 1).is_none(), "unaligned");
+    assert!(h.read_page(0x1000).is_none(), "not ours");
+    use tessera::inspect::state_field;
+    let mut seen_small = None;
+    let mut seen_top = false;
+    for off in 0..1024 {
+        match state_field(off) {
+            Some(("small bin head", Some(i))) if i == 4 && seen_small.is_none() => {
+                seen_small = Some(off)
+            }
+            Some(("top", None)) => seen_top = true,
+            _ => {}
+        }
+    }
+    assert!(seen_small.is_some() && seen_top);
+}
