@@ -1,1 +1,219 @@
-fn main() {}
+//! `tessera-bench`: runs the workloads against every allocator and reports
+//! time and peak memory as ratios to glibc (table, JSON, SVG). See the
+//! crate README.
+//!
+//! The binary's own `#[global_allocator]` stays the system allocator, so
+//! the harness's bookkeeping costs the same whichever allocator is measured.
+
+use std::path::Path;
+use std::process::ExitCode;
+use tessera_bench::alloc::{self, RawAlloc};
+use tessera_bench::cli::{Options, USAGE};
+use tessera_bench::harness::Plan;
+use tessera_bench::workloads::{self, Params, TraceReplay, Workload};
+use tessera_bench::{mem, report, svg};
+
+fn main() -> ExitCode {
+    let opts = match Options::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tessera-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tessera-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Names of the workloads that need no building, in report order.
+const FIXED: [&str; 8] = [
+    "larson",
+    "cache-thrash",
+    "cache-scratch",
+    "xmalloc",
+    "tight",
+    "churn",
+    "realloc",
+    "large",
+];
+
+fn trace_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    format!("trace:{stem}")
+}
+
+/// Builds the selected workloads (the built-in trace only if selected).
+fn build_workloads(opts: &Options, only: &[String]) -> Result<Vec<Box<dyn Workload>>, String> {
+    let mut known: Vec<String> = FIXED.iter().map(|s| s.to_string()).collect();
+    known.push("trace".into());
+    known.extend(opts.traces.iter().map(|p| trace_name(p)));
+    for name in only {
+        if !known.contains(name) {
+            return Err(format!(
+                "unknown workload `{name}`; known: {}",
+                known.join(", ")
+            ));
+        }
+    }
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
+    let mut traces = Vec::new();
+    if wanted("trace") {
+        traces.push(TraceReplay::builtin(opts.scale));
+    }
+    for p in &opts.traces {
+        if wanted(&trace_name(p)) {
+            let t = TraceReplay::from_file(p)?;
+            if t.anomalies > 0 {
+                eprintln!(
+                    "tessera-bench: {}: {} records skipped or patched (see README)",
+                    p.display(),
+                    t.anomalies
+                );
+            }
+            traces.push(t);
+        }
+    }
+    Ok(workloads::all(traces)
+        .into_iter()
+        .filter(|w| wanted(w.name()))
+        .collect())
+}
+
+fn select_allocators(names: &[String]) -> Result<Vec<&'static dyn RawAlloc>, String> {
+    if names.is_empty() {
+        return Ok(alloc::all());
+    }
+    let mut v: Vec<&'static dyn RawAlloc> = vec![&alloc::Glibc];
+    for n in names {
+        let a = alloc::by_name(n).ok_or_else(|| {
+            let known: Vec<&str> = alloc::all().iter().map(|a| a.name()).collect();
+            format!("unknown allocator `{n}`; known: {}", known.join(", "))
+        })?;
+        if !v.iter().any(|b| b.name() == a.name()) {
+            v.push(a);
+        }
+    }
+    Ok(v)
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run(opts: &Options) -> Result<ExitCode, String> {
+    if opts.help {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some((w, a, threads)) = &opts.child {
+        let ws = build_workloads(opts, std::slice::from_ref(w))?;
+        let a = alloc::by_name(a).ok_or(format!("unknown allocator `{a}`"))?;
+        let p = Params {
+            threads: *threads,
+            scale: opts.scale,
+        };
+        let r = mem::measure_here(ws[0].as_ref(), a, &p);
+        println!("{}", r.line());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(path) = &opts.dump_trace {
+        let t = workloads::trace::builtin_trace(opts.scale);
+        write_file(path, &t.to_text())?;
+        println!("wrote {} ({} records)", path.display(), t.records.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if opts.list {
+        println!("workloads:");
+        for w in build_workloads(opts, &[])? {
+            let kind = if w.threaded() { "threads" } else { "1 thread" };
+            println!("  {:<16}{:<10}{}", w.name(), kind, w.about());
+        }
+        println!("allocators:");
+        for a in alloc::all() {
+            println!("  {:<16}{}", a.name(), a.describe());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let checks = alloc::check_baselines()?;
+    let allocators = select_allocators(&opts.allocators)?;
+    let plan = Plan {
+        workloads: build_workloads(opts, &opts.only)?,
+        allocators,
+        threads: opts.threads.clone(),
+        reps: opts.reps,
+        scale: opts.scale,
+        memory: opts.memory,
+        trace_files: opts.traces.clone(),
+        progress: opts.progress,
+    };
+    println!(
+        "tessera-bench: {} cases x {} allocators x {} reps, scale {}{}",
+        plan.cases().len(),
+        plan.allocators.len(),
+        plan.reps,
+        plan.scale,
+        if plan.memory {
+            ", peak memory in child processes"
+        } else {
+            ""
+        }
+    );
+    let described: Vec<(String, String)> = plan
+        .allocators
+        .iter()
+        .map(|a| (a.name().to_string(), a.describe()))
+        .collect();
+    println!(
+        "{}",
+        described
+            .iter()
+            .map(|(_, d)| d.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("{}\n", checks[0]);
+
+    let results = plan.run();
+    let summary = report::Summary::new(&results);
+    print!("{}", report::table(&results, &summary, plan.reps));
+    let meta = report::Meta {
+        reps: plan.reps,
+        threads: plan.threads.clone(),
+        scale: plan.scale,
+        quick: opts.quick,
+        allocators: described,
+        baseline_checks: checks,
+        workloads: plan
+            .workloads
+            .iter()
+            .map(|w| (w.name().to_string(), w.about().to_string(), w.threaded()))
+            .collect(),
+    };
+    let json = report::json(&results, &summary, &meta);
+    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+    write_file(&opts.json, &text)?;
+    write_file(&opts.svg, &svg::chart(&summary, plan.memory))?;
+    println!(
+        "\nwrote {} and {} ({:.0} s)",
+        opts.json.display(),
+        opts.svg.display(),
+        results.wall
+    );
+    Ok(if results.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
