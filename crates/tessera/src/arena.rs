@@ -82,7 +82,10 @@ pub(crate) static SHARED: SharedFootprint = SharedFootprint::new();
 struct ConfigCell(UnsafeCell<Config>);
 // SAFETY: only accessed with CONFIG_LOCK held.
 unsafe impl Sync for ConfigCell {}
-static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(Config::DEFAULT));
+static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(Config {
+    dynamic_threshold: true,
+    ..Config::DEFAULT
+}));
 static CONFIG_LOCK: RawLock = RawLock::new();
 
 /// The tunables new arenas get.

@@ -183,6 +183,7 @@ impl<S: PageSource> State<S> {
         unsafe {
             let h = MmapHeader::of_chunk(p);
             let map_size = (*h).map_size;
+            let size = Chunk::size(p);
             self.direct_unlink(h);
             registry::remove_direct(p as usize);
             registry::note_direct_freed(p as usize);
@@ -191,6 +192,13 @@ impl<S: PageSource> State<S> {
             self.direct_count -= 1;
             self.direct_bytes -= map_size;
             self.sub_footprint(map_size);
+            if self.config.dynamic_threshold
+                && size > self.config.mmap_threshold
+                && size <= crate::segment::MAX_SEGMENT_CHUNK
+            {
+                self.config.mmap_threshold = size;
+                self.config.trim_threshold = 2 * size;
+            }
         }
     }
 

@@ -453,12 +453,16 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
         }
         _ => {}
     }
-    arena::update_config(|c| match t {
-        Tunable::MmapThreshold => c.mmap_threshold = value,
-        Tunable::TrimThreshold => c.trim_threshold = value,
-        Tunable::TopPad => c.top_pad = value,
-        Tunable::MmapMax => c.mmap_max = value,
-        Tunable::ArenaMax => {}
+    arena::update_config(|c| {
+        match t {
+            Tunable::MmapThreshold => c.mmap_threshold = value,
+            Tunable::TrimThreshold => c.trim_threshold = value,
+            Tunable::TopPad => c.top_pad = value,
+            Tunable::MmapMax => c.mmap_max = value,
+            Tunable::ArenaMax => {}
+        }
+        // As in glibc, choosing a threshold by hand ends the dynamic rule.
+        c.dynamic_threshold = false;
     });
     true
 }

@@ -65,6 +65,14 @@ pub struct Config {
     /// Most direct chunks alive at once (glibc's M_MMAP_MAX; default 65536).
     /// 0 disables direct mapping except for requests too large for a segment.
     pub mmap_max: usize,
+    /// glibc's dynamic threshold: when a direct chunk is freed, raise
+    /// `mmap_threshold` to its size (up to 32 MiB) and `trim_threshold` to
+    /// twice that, so a program that keeps allocating and freeing blocks of
+    /// that size reuses heap memory instead of mapping and faulting in fresh
+    /// pages every time. Off for `Heap` (dlmalloc has no such rule), on for
+    /// the process allocator; setting a threshold explicitly (mallopt) turns
+    /// it off, as in glibc.
+    pub dynamic_threshold: bool,
 }
 
 impl Config {
@@ -75,6 +83,7 @@ impl Config {
         top_pad: 128 << 10,
         granularity: 64 << 10,
         mmap_max: 65536,
+        dynamic_threshold: false,
     };
 }
 

@@ -371,6 +371,11 @@ impl<S: PageSource> State<S> {
         size: usize,
         seg: *mut Segment,
     ) -> Emptied {
+        // A segment commits at least a granule, so a smaller chunk cannot
+        // span one: the common case answers with one compare.
+        if size < self.grain() / 2 {
+            return Emptied::No;
+        }
         // SAFETY: `seg` is a live segment of this heap (caller).
         unsafe {
             if seg == self.top_seg

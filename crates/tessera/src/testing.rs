@@ -12,9 +12,17 @@
 //! - any heap invariant, with `Heap::check` after every operation;
 //! - leaks: at the end every block is freed and the footprint must drop
 //!   back to what an empty heap keeps.
+//!
+//! # The fuzz entry point
+//! [`fuzz_one`] turns any byte string into a heap setup and an operation
+//! sequence ([`FuzzPlan::from_bytes`], [`ops_from_bytes`]) and runs it with
+//! the whole-heap check after every operation. The AFL target in `fuzz/`
+//! calls it, and so does the seeded test `tests/fuzz_driver.rs`, which also
+//! replays the saved corpus and every regression input; see
+//! `docs/fuzzing.md`.
 
-use crate::heap::Heap;
-use crate::os::PageSource;
+use crate::heap::{Config, Heap};
+use crate::os::{Faulty, Mmap, PageSource};
 use std::collections::BTreeMap;
 use std::format;
 use std::string::String;
@@ -68,6 +76,15 @@ fn pattern_byte(id: u64, i: usize) -> u8 {
     (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u8 ^ (i as u8).wrapping_mul(31)
 }
 
+/// `pattern_byte(id, i)` depends on `i` only through `i as u8`, so the
+/// pattern repeats every 256 bytes: fill and verify copy and compare whole
+/// periods.
+const PATTERN_PERIOD: usize = 256;
+
+fn pattern_block(id: u64) -> [u8; PATTERN_PERIOD] {
+    core::array::from_fn(|i| pattern_byte(id, i))
+}
+
 impl<S: PageSource> Model<S> {
     /// A model around `heap`.
     pub fn new(heap: Heap<S>) -> Self {
@@ -107,7 +124,13 @@ impl<S: PageSource> Model<S> {
         if zeroed {
             // SAFETY: `size` bytes of a live block.
             let bytes = unsafe { core::slice::from_raw_parts(ptr, size) };
-            if let Some(i) = bytes.iter().position(|&b| b != 0) {
+            const ZEROS: [u8; PATTERN_PERIOD] = [0; PATTERN_PERIOD];
+            let dirty = bytes
+                .chunks(PATTERN_PERIOD)
+                .position(|piece| piece != &ZEROS[..piece.len()]);
+            if let Some(k) = dirty {
+                let piece = &bytes[k * PATTERN_PERIOD..];
+                let i = k * PATTERN_PERIOD + piece.iter().position(|&b| b != 0).unwrap_or(0);
                 return Err(format!("calloc block {p:#x} has a non-zero byte at +{i}"));
             }
         }
@@ -122,22 +145,32 @@ impl<S: PageSource> Model<S> {
     fn fill(&self, ptr: *mut u8, size: usize, id: u64) {
         // SAFETY: `size` bytes of a live block.
         let bytes = unsafe { core::slice::from_raw_parts_mut(ptr, size) };
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = pattern_byte(id, i);
+        let pattern = pattern_block(id);
+        for piece in bytes.chunks_mut(PATTERN_PERIOD) {
+            piece.copy_from_slice(&pattern[..piece.len()]);
         }
     }
 
     fn verify(&self, b: &Block, len: usize) -> Result<(), String> {
         // SAFETY: `len <= size` bytes of a live block.
         let bytes = unsafe { core::slice::from_raw_parts(b.ptr as *const u8, len) };
-        for (i, &x) in bytes.iter().enumerate() {
-            if x != pattern_byte(b.id, i) {
-                return Err(format!(
-                    "block {:#x} (size {}) lost data at +{i}: {x:#x} != {:#x}",
-                    b.ptr,
-                    b.size,
-                    pattern_byte(b.id, i)
-                ));
+        let pattern = pattern_block(b.id);
+        // Compare a period at a time (memcmp speed); look for the exact
+        // byte only once a period differs.
+        for (k, piece) in bytes.chunks(PATTERN_PERIOD).enumerate() {
+            if piece == &pattern[..piece.len()] {
+                continue;
+            }
+            for (j, &x) in piece.iter().enumerate() {
+                if x != pattern[j] {
+                    let i = k * PATTERN_PERIOD + j;
+                    return Err(format!(
+                        "block {:#x} (size {}) lost data at +{i}: {x:#x} != {:#x}",
+                        b.ptr,
+                        b.size,
+                        pattern_byte(b.id, i)
+                    ));
+                }
             }
         }
         Ok(())
@@ -349,5 +382,348 @@ impl OpGen {
                 Op::IndependentComalloc((0..n).map(|_| self.below(2000)).collect())
             }
         }
+    }
+}
+
+/// Largest number of operations [`ops_from_bytes`] decodes from one input;
+/// the rest of a longer input is ignored.
+pub const FUZZ_MAX_OPS: usize = 1024;
+
+/// Bytes at the front of a fuzz input that set up the heap (see
+/// [`FuzzPlan::from_bytes`]); the operations follow.
+pub const FUZZ_HEADER_LEN: usize = 3;
+
+/// A reader that yields the input's bytes, then zeros forever, so every
+/// byte string decodes to something.
+struct ByteReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+/// Request sizes worth hitting exactly: bin and threshold boundaries, the
+/// segment limits and requests too large to ever succeed. A delta of
+/// -1024..=1016 bytes (a signed byte times 8) is added to each.
+const EDGE_SIZES: [usize; 16] = [
+    crate::smallbins::MAX_SMALL_REQUEST,
+    crate::smallbins::MIN_LARGE_SIZE,
+    1 << 10,
+    4 << 10,
+    64 << 10,
+    Config::DEFAULT.mmap_threshold,
+    1 << 20,
+    Config::DEFAULT.trim_threshold,
+    4 << 20,
+    crate::segment::MAX_SEGMENT_CHUNK,
+    crate::segment::SEGMENT_SIZE,
+    1 << 47,
+    crate::chunk::MAX_REQUEST,
+    isize::MAX as usize,
+    usize::MAX - (64 << 10),
+    usize::MAX,
+];
+
+impl ByteReader<'_> {
+    fn at_end(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+
+    /// A request size, biased like [`OpGen::size`]: one byte gives
+    /// 0..=127 (half of all byte values), two give up to 16 KiB, three up
+    /// to 3 MiB, and the top 16 byte values pick an [`EDGE_SIZES`] entry.
+    fn size(&mut self) -> usize {
+        let t = self.byte() as usize;
+        match t {
+            0..=127 => t,
+            128..=191 => ((t - 128) << 8) | self.byte() as usize,
+            192..=239 => {
+                let hi = (t - 192) << 16;
+                hi | (self.byte() as usize) << 8 | self.byte() as usize
+            }
+            _ => {
+                let delta = self.byte() as i8 as isize * 8;
+                EDGE_SIZES[t - 240].saturating_add_signed(delta)
+            }
+        }
+    }
+
+    /// A slot: any value is fine, the model takes it modulo the live count.
+    fn slot(&mut self) -> usize {
+        self.byte() as usize
+    }
+
+    fn op(&mut self) -> Op {
+        match self.byte() {
+            0..=89 => Op::Malloc(self.size()),
+            90..=169 => Op::Free(self.slot()),
+            170..=199 => Op::Realloc(self.slot(), self.size()),
+            200..=211 => Op::ReallocInPlace(self.slot(), self.size()),
+            212..=223 => {
+                // 0..=16 elements, or (from 248 up) a count so large that
+                // `n * size` overflows for nearly any size.
+                let n = match self.byte() {
+                    b @ 248.. => usize::MAX >> (b - 248),
+                    b => b as usize % 17,
+                };
+                Op::Calloc(n, self.size() >> 3)
+            }
+            224..=237 => {
+                // 1 B ..= 1 MiB, or (from 252 up) 2 MiB ..= 64 GiB.
+                let log2 = match self.byte() {
+                    b @ 252.. => 21 + (b - 252) * 5,
+                    b => b % 21,
+                };
+                Op::Memalign(log2, self.size())
+            }
+            238..=241 => Op::Trim(self.size()),
+            242..=248 => {
+                let n = self.byte() as usize % 9;
+                Op::IndependentCalloc(n, self.size() >> 4)
+            }
+            _ => {
+                let n = self.byte() as usize % 7;
+                Op::IndependentComalloc((0..n).map(|_| self.size() >> 2).collect())
+            }
+        }
+    }
+}
+
+/// Decodes an operation sequence from bytes. Every byte string is valid:
+/// decoding stops at the end of the input (a truncated operation reads
+/// zeros) or after [`FUZZ_MAX_OPS`] operations.
+///
+/// Each operation is an opcode byte followed by its arguments. Opcodes by
+/// range: `0..=89` malloc, `90..=169` free, `170..=199` realloc,
+/// `200..=211` realloc in place, `212..=223` calloc, `224..=237` memalign,
+/// `238..=241` trim, `242..=248` independent calloc, `249..=255`
+/// independent comalloc. A slot is one byte; an alignment is one byte
+/// (log2 = byte % 21, so up to 1 MiB, with four huge ones at the top);
+/// a size takes one to three bytes and is mostly small, sometimes up to
+/// 3 MiB, and sometimes a boundary value such as the mmap threshold,
+/// the segment size or an impossible request.
+pub fn ops_from_bytes(data: &[u8]) -> Vec<Op> {
+    let mut r = ByteReader { data, pos: 0 };
+    let mut ops = Vec::new();
+    while !r.at_end() && ops.len() < FUZZ_MAX_OPS {
+        ops.push(r.op());
+    }
+    ops
+}
+
+/// How the page source under a fuzzed heap fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPlan {
+    /// The OS never fails.
+    Never,
+    /// Each fallible OS call fails with probability `per_65536 / 65536`,
+    /// from a sequence seeded with `seed` ([`Faulty::fail_randomly`]).
+    Random {
+        /// Failure probability in 1/65536ths.
+        per_65536: usize,
+        /// Seed of the failure sequence.
+        seed: u64,
+    },
+    /// `n` OS calls succeed, then every one fails ([`Faulty::fail_after`]).
+    After(usize),
+}
+
+impl FaultPlan {
+    fn arm<S: PageSource>(self, source: &Faulty<S>) {
+        match self {
+            FaultPlan::Never => source.reset(),
+            FaultPlan::Random { per_65536, seed } => source.fail_randomly(per_65536, seed),
+            FaultPlan::After(n) => source.fail_after(n),
+        }
+    }
+}
+
+/// Everything a fuzz input decodes to: how the heap is set up and what is
+/// done to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuzzPlan {
+    /// OS failures injected once the heap exists.
+    pub faults: FaultPlan,
+    /// The heap's tunables.
+    pub config: Config,
+    /// The footprint limit (never 0, so that no input can exhaust the
+    /// machine's memory).
+    pub footprint_limit: usize,
+    /// Debug tier ([`Heap::set_debug`]): level and check period.
+    pub debug: (u8, u32),
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+}
+
+/// What one fuzz run saw, for tests that want to know the input did
+/// something.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FuzzOutcome {
+    /// Operations applied.
+    pub ops: usize,
+    /// Requests that returned null (or failed) while the plan ran.
+    pub null_returns: usize,
+    /// OS calls the page source failed on purpose.
+    pub injected_faults: usize,
+}
+
+/// The footprint limit when the input asks for none: bounds the memory one
+/// input can take (the largest ordinary request is a few MiB).
+const FUZZ_DEFAULT_LIMIT: usize = 256 << 20;
+
+impl FuzzPlan {
+    /// Decodes a plan. Missing bytes read as zero, so an empty input is the
+    /// default heap, no faults and no operations.
+    ///
+    /// - byte 0, faults: `b >> 6` selects never (0), a random rate of
+    ///   `((b & 63) + 1) * 256 / 65536` (1, up to 25%), a random rate of
+    ///   `((b & 63) + 1) * 1024 / 65536` (2, up to 100%), or failing after
+    ///   `b & 63` calls (3); the random seed derives from `b`.
+    /// - byte 1, tunables: bits 0–1 the mmap threshold (256 KiB, 16 KiB,
+    ///   1 MiB, 32 MiB), bits 2–3 the trim threshold (2 MiB, 0, 128 KiB,
+    ///   never), bits 4–5 the top pad (128 KiB, 0, 4 KiB, 2 MiB), bit 6 a
+    ///   4 KiB granularity, bit 7 no direct mappings (`mmap_max = 0`).
+    /// - byte 2: bits 0–1 the footprint limit (256 MiB, 512 KiB, 4 MiB,
+    ///   32 MiB); bits 2–3 the debug tier (off, off, level 2, level 2 with
+    ///   a full check every 7 operations); bits 4–7 are ignored.
+    /// - the rest: [`ops_from_bytes`].
+    pub fn from_bytes(data: &[u8]) -> FuzzPlan {
+        let mut r = ByteReader { data, pos: 0 };
+        let (f, c, l) = (r.byte(), r.byte(), r.byte());
+        let seed = (f as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let faults = match f >> 6 {
+            0 => FaultPlan::Never,
+            1 => FaultPlan::Random {
+                per_65536: ((f & 63) as usize + 1) * 256,
+                seed,
+            },
+            2 => FaultPlan::Random {
+                per_65536: ((f & 63) as usize + 1) * 1024,
+                seed,
+            },
+            _ => FaultPlan::After((f & 63) as usize),
+        };
+        let pick = |bits: u8, choices: [usize; 4]| choices[bits as usize & 3];
+        let d = Config::DEFAULT;
+        let config = Config {
+            mmap_threshold: pick(c, [d.mmap_threshold, 16 << 10, 1 << 20, 32 << 20]),
+            trim_threshold: pick(c >> 2, [d.trim_threshold, 0, 128 << 10, usize::MAX]),
+            top_pad: pick(c >> 4, [d.top_pad, 0, 4 << 10, 2 << 20]),
+            granularity: if c & 0x40 != 0 {
+                4 << 10
+            } else {
+                d.granularity
+            },
+            mmap_max: if c & 0x80 != 0 { 0 } else { d.mmap_max },
+            dynamic_threshold: l & 0x10 != 0,
+        };
+        let footprint_limit = pick(l, [FUZZ_DEFAULT_LIMIT, 512 << 10, 4 << 20, 32 << 20]);
+        let debug = match (l >> 2) & 3 {
+            0 | 1 => (0, 0),
+            2 => (2, 0),
+            _ => (2, 7),
+        };
+        let rest = data.get(FUZZ_HEADER_LEN..).unwrap_or(&[]);
+        FuzzPlan {
+            faults,
+            config,
+            footprint_limit,
+            debug,
+            ops: ops_from_bytes(rest),
+        }
+    }
+
+    /// Runs the plan on a fresh heap over a [`Faulty`] page source, with the
+    /// whole-heap check after every operation. Then, with the faults still
+    /// armed, frees everything (verifying every block) and checks; then the
+    /// OS recovers and the footprint limit is lifted, and the heap must
+    /// serve a small, a medium and a directly mapped request, and give its
+    /// memory back on `trim(0)`.
+    ///
+    /// Returns what happened, or the first error, naming the operation.
+    pub fn run(&self) -> Result<FuzzOutcome, String> {
+        let heap = Heap::with_config(Faulty::new(Mmap), self.config)
+            .ok_or("the OS refused the first segment (no fault was armed yet)")?;
+        let mut m = Model::new(heap);
+        m.check_every_op = true;
+        m.heap.set_footprint_limit(self.footprint_limit);
+        if self.debug.0 != 0 {
+            m.heap.set_debug(self.debug.0, self.debug.1);
+        }
+        let fresh_footprint = m.heap.footprint();
+        self.faults.arm(m.heap.source());
+        for (i, op) in self.ops.iter().enumerate() {
+            m.apply(op)
+                .map_err(|e| format!("op {i} of {} ({op:?}): {e}", self.ops.len()))?;
+        }
+        m.free_all()
+            .map_err(|e| format!("freeing everything, faults still armed: {e}"))?;
+        let outcome = FuzzOutcome {
+            ops: self.ops.len(),
+            null_returns: m.failures,
+            injected_faults: m.heap.source().failures(),
+        };
+
+        // The OS recovers: the heap must work as new.
+        m.heap.source().reset();
+        m.heap.set_footprint_limit(0);
+        let before = m.failures;
+        for size in [100, 100_000, 1 << 20] {
+            m.apply(&Op::Malloc(size))
+                .map_err(|e| format!("after the OS recovered: {e}"))?;
+            if m.failures != before {
+                return Err(format!(
+                    "after the OS recovered, malloc({size}) still returned null"
+                ));
+            }
+        }
+        m.free_all()
+            .map_err(|e| format!("after the OS recovered: {e}"))?;
+        m.heap.trim(0);
+        m.heap
+            .check()
+            .map_err(|e| format!("after the final trim(0): {e}"))?;
+        let slack = self.config.top_pad.max(self.config.granularity) + (1 << 20);
+        let end = m.heap.footprint();
+        if end > fresh_footprint + slack {
+            return Err(format!(
+                "memory not given back: footprint {end} after freeing everything and \
+                 trim(0), {fresh_footprint} when new"
+            ));
+        }
+        Ok(outcome)
+    }
+}
+
+/// Runs the plan decoded from `data` ([`FuzzPlan::from_bytes`],
+/// [`FuzzPlan::run`]); returns what happened or the first error.
+pub fn try_fuzz_one(data: &[u8]) -> Result<FuzzOutcome, String> {
+    FuzzPlan::from_bytes(data).run()
+}
+
+/// The fuzz entry point: decodes `data` into a heap setup and operation
+/// sequence, runs it against the shadow model with the whole-heap check
+/// after every operation, and panics with the error and the decoded plan
+/// if anything is wrong. Heap corruption the allocator itself detects
+/// aborts the process with its one-line report instead.
+pub fn fuzz_one(data: &[u8]) {
+    if let Err(e) = try_fuzz_one(data) {
+        let plan = FuzzPlan::from_bytes(data);
+        panic!(
+            "tessera fuzz failure: {e}\n\
+             input ({} bytes): {data:02x?}\n\
+             plan: faults {:?}, {:?}, footprint limit {}, debug {:?}\n\
+             ops: {:?}",
+            data.len(),
+            plan.faults,
+            plan.config,
+            plan.footprint_limit,
+            plan.debug,
+            plan.ops
+        );
     }
 }
