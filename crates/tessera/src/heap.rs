@@ -1546,3 +1546,13 @@ impl<S: PageSource> core::fmt::Debug for Heap<S> {
             .finish()
     }
 }
+
+// Everything before the first chunk of a heap's first segment (record and
+// state), plus the fencepost, must leave any chunk that spans a whole
+// segment larger than `MIN_SEGMENT_SPAN` (the free path relies on it).
+const _: () =
+    assert!(state_offsets::<Mmap>().1 + TOP_FOOT_SIZE + crate::segment::MIN_SEGMENT_SPAN <= 4096);
+const _: () = assert!(
+    state_offsets::<crate::os::Faulty<Mmap>>().1 + TOP_FOOT_SIZE + crate::segment::MIN_SEGMENT_SPAN
+        <= 4096
+);

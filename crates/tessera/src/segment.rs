@@ -54,6 +54,11 @@ pub const SEGMENT_HEADER: usize = 64;
 /// Bytes at the end of the committed part that belong to the fencepost
 /// (dlmalloc's TOP_FOOT_SIZE, much smaller here since the record is at the base).
 pub const TOP_FOOT_SIZE: usize = 16;
+/// No chunk smaller than this can span a whole segment: every segment
+/// commits at least one page-rounded granule (>= 4 KiB), of which the
+/// record, the state and the fencepost take less than 2 KiB.
+pub(crate) const MIN_SEGMENT_SPAN: usize = 2048;
+
 /// Chunk sizes from here up are always mapped directly: a segment could not
 /// hold them next to its record, state and top.
 pub const MAX_SEGMENT_CHUNK: usize = SEGMENT_SIZE / 2;
@@ -364,16 +369,14 @@ impl<S: PageSource> State<S> {
     ///
     /// # Safety
     /// `p` must be a free chunk of `seg` that is in no bin.
-    #[inline]
+    #[inline(never)]
     pub(crate) unsafe fn release_if_empty(
         &mut self,
         p: *mut Chunk,
         size: usize,
         seg: *mut Segment,
     ) -> Emptied {
-        // A segment commits at least a granule, so a smaller chunk cannot
-        // span one: the common case answers with one compare.
-        if size < self.grain() / 2 {
+        if size < MIN_SEGMENT_SPAN {
             return Emptied::No;
         }
         // SAFETY: `seg` is a live segment of this heap (caller).
