@@ -421,19 +421,21 @@ pub(crate) unsafe fn try_lock_or_wait(a: *mut Arena) -> bool {
     }
 }
 
-/// Frees `mem`, a validated in-use chunk of arena `owner`, without waiting:
-/// directly if the lock is free, else through the remote stack.
+/// Frees `mem`, validated by `classify` as `c`, without waiting: directly
+/// if its arena's lock is free, else through the remote stack (whose
+/// drain validates again, since time has passed).
 ///
 /// # Safety
-/// `mem` must be a live allocation of `owner`.
-pub(crate) unsafe fn free_to_owner(owner: *mut Arena, mem: *mut u8) {
-    // SAFETY: arenas are never freed; `mem` is live in `owner` (caller).
+/// `c` must come from `classify(mem)` just now, with a non-null owner.
+pub(crate) unsafe fn free_to_owner(c: crate::heap::Classified, mem: *mut u8) {
+    let owner: *mut Arena = c.owner.cast();
+    // SAFETY: arenas are never freed; `c` validates `mem` in `owner` (caller).
     unsafe {
         if (*owner).abandoned {
             return; // see the module docs on fork
         }
         if try_lock(owner) {
-            (*owner).free(mem);
+            (*owner).free_classified(c);
             unlock(owner);
         } else {
             push_remote(&*owner, mem);
@@ -563,12 +565,6 @@ pub(crate) fn fork_child(mine: *mut Arena) {
     FORKING.store(false, Ordering::Release);
     // SAFETY: one thread; taken in fork_prepare.
     unsafe { CONFIG_LOCK.reset() };
-}
-
-/// Is `p` (a direct chunk's owner field) the null owner of an orphan?
-#[inline]
-pub(crate) fn is_orphan_owner(owner: *mut ()) -> bool {
-    owner.is_null()
 }
 
 /// Maps an orphan chunk for a request of `size` bytes (see the module docs).

@@ -18,10 +18,9 @@
 use crate::arena::{self, Arena};
 use crate::chunk::{tag_ok, Chunk, Head, MALLOC_ALIGNMENT, MAX_REQUEST};
 use crate::direct::MmapHeader;
-use crate::heap::Heap;
+use crate::heap::{Classified, Heap};
 use crate::os::Mmap;
 use crate::registry;
-use crate::report::{fatal, Misuse};
 use crate::segment::Segment;
 use crate::tcache::{self, MAX_CACHED_SIZE};
 use core::alloc::{GlobalAlloc, Layout};
@@ -170,62 +169,11 @@ pub unsafe fn free(ptr: *mut u8) {
     unsafe { free_slow(ptr) }
 }
 
-/// Who owns a validated pointer.
-enum Owner {
-    Arena(*mut Arena),
-    Orphan(*mut Chunk),
-}
-
-/// Validates a pointer from outside and finds its owner, without reading a
-/// byte the registry has not vouched for. Aborts with a one-line message on
-/// misuse.
-fn owner_of(ptr: *mut u8, realloc: bool) -> Owner {
-    if ptr as usize & (MALLOC_ALIGNMENT - 1) != 0 {
-        fatal(Misuse::Misaligned, ptr);
-    }
-    let p = Chunk::from_mem(ptr);
-    let seg = Segment::of(p.cast());
-    if registry::in_segment(seg as usize) {
-        // SAFETY: the registry vouches for the segment record.
-        unsafe {
-            if (*seg).check != registry::key() ^ (seg as usize) {
-                fatal(Misuse::CorruptRecord, ptr);
-            }
-            if !Chunk::cinuse(p) {
-                fatal(
-                    if realloc {
-                        Misuse::ReallocFreed
-                    } else {
-                        Misuse::DoubleFree
-                    },
-                    ptr,
-                );
-            }
-            Owner::Arena((*seg).owner.cast())
-        }
-    } else if registry::is_direct(p as usize) {
-        // SAFETY: the registry vouches for a direct chunk in this page.
-        unsafe {
-            let h = MmapHeader::of_chunk(p);
-            if h.is_null() || (*h).check != registry::key() ^ (h as usize) {
-                fatal(Misuse::CorruptRecord, ptr);
-            }
-            if arena::is_orphan_owner((*h).owner) {
-                Owner::Orphan(p)
-            } else {
-                Owner::Arena((*h).owner.cast())
-            }
-        }
-    } else {
-        fatal(
-            if realloc {
-                Misuse::ReallocFreed
-            } else {
-                Misuse::InvalidPointer
-            },
-            ptr,
-        )
-    }
+/// Validates a pointer from outside and finds its owner (see
+/// `heap::classify`); aborts with a one-line message on misuse.
+#[inline]
+fn owner_of(ptr: *mut u8, realloc: bool) -> Classified {
+    crate::heap::classify(ptr, realloc)
 }
 
 #[cold]
@@ -234,11 +182,13 @@ unsafe fn free_slow(ptr: *mut u8) {
     if ptr.is_null() {
         return;
     }
-    match owner_of(ptr, false) {
-        // SAFETY: validated, live in `a` (caller).
-        Owner::Arena(a) => unsafe { arena::free_to_owner(a, ptr) },
-        // SAFETY: validated orphan.
-        Owner::Orphan(p) => unsafe { arena::orphan_free(p) },
+    let c = owner_of(ptr, false);
+    if c.owner.is_null() {
+        // SAFETY: a validated orphan direct chunk.
+        unsafe { arena::orphan_free(c.chunk) }
+    } else {
+        // SAFETY: validated, live in its owner (caller).
+        unsafe { arena::free_to_owner(c, ptr) }
     }
 }
 
@@ -274,11 +224,12 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
         unsafe { free(ptr) };
         return ptr::null_mut();
     }
-    let owner = owner_of(ptr, true);
+    let c = owner_of(ptr, true);
     if size >= MAX_REQUEST {
         return ptr::null_mut();
     }
-    if let Owner::Arena(a) = owner {
+    if !c.owner.is_null() {
+        let a: *mut Arena = c.owner.cast();
         // SAFETY: arenas are never freed; `ptr` is live in `a`.
         unsafe {
             if !(*a).abandoned && arena::try_lock_or_wait(a) {
@@ -307,17 +258,19 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
 /// # Safety
 /// `ptr` must be live, from this allocator.
 pub unsafe fn realloc_in_place(ptr: *mut u8, size: usize) -> bool {
-    match owner_of(ptr, true) {
-        // SAFETY: arenas are never freed; `ptr` is live in `a`.
-        Owner::Arena(a) => unsafe {
-            if (*a).abandoned || !arena::try_lock_or_wait(a) {
-                return false;
-            }
-            let ok = (*a).realloc_in_place(ptr, size);
-            arena::unlock(a);
-            ok
-        },
-        Owner::Orphan(_) => false,
+    let c = owner_of(ptr, true);
+    if c.owner.is_null() {
+        return false;
+    }
+    let a: *mut Arena = c.owner.cast();
+    // SAFETY: arenas are never freed; `ptr` is live in `a`.
+    unsafe {
+        if (*a).abandoned || !arena::try_lock_or_wait(a) {
+            return false;
+        }
+        let ok = (*a).realloc_in_place(ptr, size);
+        arena::unlock(a);
+        ok
     }
 }
 

@@ -500,55 +500,14 @@ impl<S: PageSource> State<S> {
     /// address. Aborts with a one-line message on misuse.
     #[inline(always)]
     pub(crate) fn validate(&self, mem: *mut u8, for_realloc: bool) -> Owned {
-        if mem as usize & (MALLOC_ALIGNMENT - 1) != 0 {
-            fatal(Misuse::Misaligned, mem);
+        let c = classify(mem, for_realloc);
+        if c.owner != self.owner() {
+            fatal(Misuse::WrongHeap, mem);
         }
-        let p = Chunk::from_mem(mem);
-        let seg = Segment::of(p.cast());
-        if registry::in_segment(seg as usize) {
-            // SAFETY: the registry vouches for the segment record; the chunk
-            // address is checked against the committed range before use.
-            unsafe {
-                if (*seg).check != registry::key() ^ (seg as usize) {
-                    fatal(Misuse::CorruptRecord, mem);
-                }
-                if (*seg).owner != self.owner() {
-                    fatal(Misuse::WrongHeap, mem);
-                }
-                if !Segment::holds(seg, p.cast()) {
-                    fatal(Misuse::InvalidPointer, mem);
-                }
-                let head = Chunk::head(p);
-                let size = head.size();
-                let next = Chunk::plus_offset(p, size);
-                if !head.cinuse()
-                    || p == self.top
-                    || !tag_ok(p, head)
-                    || size < MIN_CHUNK_SIZE
-                    || next > Segment::fencepost(seg)
-                    || !Chunk::pinuse(next)
-                {
-                    fatal(diagnose(seg, p, for_realloc), mem);
-                }
-                Owned::Segment(p)
-            }
-        } else if registry::is_direct(p as usize) {
-            // SAFETY: the registry vouches for a live mapping in this page.
-            unsafe {
-                let h = MmapHeader::of_chunk(p);
-                if h.is_null() {
-                    fatal(Misuse::CorruptHeader, mem);
-                }
-                if (*h).check != registry::key() ^ (h as usize) {
-                    fatal(Misuse::CorruptRecord, mem);
-                }
-                if (*h).owner != self.owner() {
-                    fatal(Misuse::WrongHeap, mem);
-                }
-                Owned::Direct(p)
-            }
+        if c.direct {
+            Owned::Direct(c.chunk)
         } else {
-            fatal(unknown_pointer(p, for_realloc), mem)
+            Owned::Segment(c.chunk)
         }
     }
 
@@ -605,6 +564,31 @@ impl<S: PageSource> State<S> {
                     }
                 }
                 Owned::Direct(p) => self.direct_free(p),
+            }
+        }
+    }
+
+    /// Frees a chunk that [`classify`] has just validated as this heap's
+    /// (the arena path: no second validation).
+    ///
+    /// # Safety
+    /// `c` must come from `classify` on a live pointer, with `c.owner` this
+    /// heap, and nothing may have touched the chunk since.
+    #[inline]
+    pub(crate) unsafe fn free_classified(&mut self, c: Classified) {
+        if self.debug.level >= 2 {
+            self.debug_tick();
+        }
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            if c.direct {
+                self.direct_free(c.chunk);
+            } else {
+                let size = Chunk::size(c.chunk);
+                self.free_chunk(c.chunk, size);
+                if self.topsize > self.config.trim_threshold {
+                    self.trim_top(self.config.top_pad);
+                }
             }
         }
     }
@@ -1177,6 +1161,80 @@ pub(crate) unsafe fn diagnose(seg: *mut Segment, p: *mut Chunk, for_realloc: boo
         }
     }
     Misuse::InvalidPointer
+}
+
+/// A pointer from outside, validated by [`classify`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Classified {
+    /// Its chunk.
+    pub(crate) chunk: *mut Chunk,
+    /// The heap state that owns it (null for an orphan direct chunk).
+    pub(crate) owner: *mut (),
+    /// A direct chunk (else an in-use chunk of a segment).
+    pub(crate) direct: bool,
+}
+
+/// Validates a pointer received from outside (the trust boundary) and finds
+/// its chunk and owner. No byte is read through `mem` before the registry
+/// has vouched for its address. An in-segment chunk must lie in its
+/// segment's chunk range, be in use, carry its keyed tag, and end inside
+/// the segment before a chunk whose PINUSE is set; a direct chunk must have
+/// an intact keyed mapping header. Anything else aborts with a one-line
+/// message naming the misuse.
+#[inline(always)]
+pub(crate) fn classify(mem: *mut u8, for_realloc: bool) -> Classified {
+    if mem as usize & (MALLOC_ALIGNMENT - 1) != 0 {
+        fatal(Misuse::Misaligned, mem);
+    }
+    let p = Chunk::from_mem(mem);
+    let seg = Segment::of(p.cast());
+    if registry::in_segment(seg as usize) {
+        // SAFETY: the registry vouches for the segment record; the chunk
+        // address is checked against the committed range before use.
+        unsafe {
+            if (*seg).check != registry::key() ^ (seg as usize) {
+                fatal(Misuse::CorruptRecord, mem);
+            }
+            if !Segment::holds(seg, p.cast()) {
+                fatal(Misuse::InvalidPointer, mem);
+            }
+            let head = Chunk::head(p);
+            let size = head.size();
+            let next = Chunk::plus_offset(p, size);
+            // (Top and every free chunk have CINUSE clear.)
+            if !head.cinuse()
+                || !tag_ok(p, head)
+                || size < MIN_CHUNK_SIZE
+                || next > Segment::fencepost(seg)
+                || !Chunk::pinuse(next)
+            {
+                fatal(diagnose(seg, p, for_realloc), mem);
+            }
+            Classified {
+                chunk: p,
+                owner: (*seg).owner,
+                direct: false,
+            }
+        }
+    } else if registry::is_direct(p as usize) {
+        // SAFETY: the registry vouches for a live mapping in this page.
+        unsafe {
+            let h = MmapHeader::of_chunk(p);
+            if h.is_null() {
+                fatal(Misuse::CorruptHeader, mem);
+            }
+            if (*h).check != registry::key() ^ (h as usize) {
+                fatal(Misuse::CorruptRecord, mem);
+            }
+            Classified {
+                chunk: p,
+                owner: (*h).owner,
+                direct: true,
+            }
+        }
+    } else {
+        fatal(unknown_pointer(p, for_realloc), mem)
+    }
 }
 
 /// What a validated user pointer turned out to be.

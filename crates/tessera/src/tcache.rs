@@ -30,7 +30,7 @@
 //!   straight to the arenas).
 
 use crate::arena::{self, Arena};
-use crate::chunk::{Chunk, CHUNK_OVERHEAD, MIN_CHUNK_SIZE};
+use crate::chunk::{CHUNK_OVERHEAD, MIN_CHUNK_SIZE};
 use crate::registry;
 use crate::report::{fatal, Misuse};
 use core::cell::UnsafeCell;
@@ -354,21 +354,22 @@ impl Batch {
     }
 
     fn free(&mut self, mem: *mut u8) {
-        let seg = crate::segment::Segment::of(Chunk::from_mem(mem).cast());
-        // SAFETY: cached entries lie in live segments (invariant).
-        let owner: *mut Arena = unsafe { (*seg).owner.cast() };
+        // Validated when it entered the cache; its header is checked again
+        // here, since an overflow may have reached it while cached.
+        let c = crate::heap::classify(mem, false);
+        let owner: *mut Arena = c.owner.cast();
         if owner != self.owner {
             self.finish();
             self.owner = owner;
             // SAFETY: arenas are never freed.
             self.locked = unsafe { !(*owner).abandoned && arena::try_lock(owner) };
         }
-        // SAFETY: `mem` is an in-use chunk of `owner`.
+        // SAFETY: `c` validates `mem` as an in-use chunk of `owner`.
         unsafe {
             if self.locked {
-                (*owner).free(mem);
+                (*owner).free_classified(c);
             } else {
-                arena::free_to_owner(owner, mem);
+                arena::free_to_owner(c, mem);
             }
         }
     }

@@ -24,7 +24,7 @@ fn saved_inputs(sub: &str) -> Vec<PathBuf> {
     };
     let mut files: Vec<PathBuf> = dir
         .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n == "README.md"))
+        .filter(|p| p.is_file() && p.file_name().is_none_or(|n| n != "README.md"))
         .collect();
     files.sort();
     files
