@@ -1,0 +1,409 @@
+//! glibc's introspection and tuning: `mallinfo`, `mallinfo2`,
+//! `malloc_stats`, `malloc_info`, `mallopt`, `malloc_trim`.
+//!
+//! # Field meanings (see `tessera_core::stats` for the glossary)
+//! | field | Tessera |
+//! |---|---|
+//! | `arena` | bytes committed in segments, all arenas |
+//! | `ordblks` | free chunks, top included |
+//! | `smblks`, `fsmblks` | 0 (no fastbins) |
+//! | `hblks`, `hblkhd` | directly mapped chunks and their bytes |
+//! | `usmblks` | the largest footprint so far (dlmalloc's meaning; glibc has 0) |
+//! | `uordblks` | bytes in use in segments (`arena - fordblks`) |
+//! | `fordblks` | bytes free in segments, top included |
+//! | `keepcost` | size of top (summed over arenas) |
+//!
+//! `mallinfo`'s `int` fields saturate at `INT_MAX` where glibc's wrap.
+//!
+//! Reports that cover every arena are formatted while the arenas are
+//! locked, into a private `mmap` buffer ([`MapBuf`]), and handed to stdio
+//! only after the locks are released (stdio may call `malloc`).
+
+use crate::errno::Errno;
+use crate::out::{fwrite_all, MapBuf};
+use core::ffi::c_int;
+use core::fmt::Write;
+use tessera_core::global::{self, Tunable};
+use tessera_core::inspect::{ChunkKind, Item};
+
+/// glibc's `struct mallinfo`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MallInfo {
+    /// See the module table.
+    pub arena: c_int,
+    /// See the module table.
+    pub ordblks: c_int,
+    /// See the module table.
+    pub smblks: c_int,
+    /// See the module table.
+    pub hblks: c_int,
+    /// See the module table.
+    pub hblkhd: c_int,
+    /// See the module table.
+    pub usmblks: c_int,
+    /// See the module table.
+    pub fsmblks: c_int,
+    /// See the module table.
+    pub uordblks: c_int,
+    /// See the module table.
+    pub fordblks: c_int,
+    /// See the module table.
+    pub keepcost: c_int,
+}
+
+/// glibc's `struct mallinfo2` (2.33).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MallInfo2 {
+    /// See the module table.
+    pub arena: usize,
+    /// See the module table.
+    pub ordblks: usize,
+    /// See the module table.
+    pub smblks: usize,
+    /// See the module table.
+    pub hblks: usize,
+    /// See the module table.
+    pub hblkhd: usize,
+    /// See the module table.
+    pub usmblks: usize,
+    /// See the module table.
+    pub fsmblks: usize,
+    /// See the module table.
+    pub uordblks: usize,
+    /// See the module table.
+    pub fordblks: usize,
+    /// See the module table.
+    pub keepcost: usize,
+}
+
+/// `mallinfo2()`.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn mallinfo2() -> MallInfo2 {
+    let _ = crate::runtime::mode();
+    let s = global::stats();
+    MallInfo2 {
+        arena: s.arena,
+        ordblks: s.ordblks,
+        smblks: 0,
+        hblks: s.hblks,
+        hblkhd: s.hblkhd,
+        usmblks: s.max_footprint,
+        fsmblks: 0,
+        uordblks: s.uordblks,
+        fordblks: s.fordblks,
+        keepcost: s.keepcost,
+    }
+}
+
+/// Saturating `size_t` -> `int`.
+fn sat(x: usize) -> c_int {
+    c_int::try_from(x).unwrap_or(c_int::MAX)
+}
+
+/// `mallinfo()`: `mallinfo2` with `int` fields that saturate.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn mallinfo() -> MallInfo {
+    let m = mallinfo2();
+    MallInfo {
+        arena: sat(m.arena),
+        ordblks: sat(m.ordblks),
+        smblks: sat(m.smblks),
+        hblks: sat(m.hblks),
+        hblkhd: sat(m.hblkhd),
+        usmblks: sat(m.usmblks),
+        fsmblks: sat(m.fsmblks),
+        uordblks: sat(m.uordblks),
+        fordblks: sat(m.fordblks),
+        keepcost: sat(m.keepcost),
+    }
+}
+
+/// `malloc_trim(pad)`: gives free memory back to the OS (top beyond `pad`,
+/// unused segments, and the whole pages inside free chunks). 1 if anything
+/// was released.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn malloc_trim(pad: usize) -> c_int {
+    let _ = crate::runtime::mode();
+    let e = Errno::save();
+    let r = global::trim(pad);
+    e.restore();
+    c_int::from(r)
+}
+
+/// glibc's `mallopt` parameter codes (`malloc.h`).
+pub mod codes {
+    use core::ffi::c_int;
+    /// Trim top when it exceeds this many bytes.
+    pub const M_TRIM_THRESHOLD: c_int = -1;
+    /// Extra bytes to ask the OS for whenever the heap grows.
+    pub const M_TOP_PAD: c_int = -2;
+    /// Chunks from this size up get their own mapping.
+    pub const M_MMAP_THRESHOLD: c_int = -3;
+    /// Most direct mappings at once.
+    pub const M_MMAP_MAX: c_int = -4;
+    /// Most arenas.
+    pub const M_ARENA_MAX: c_int = -8;
+}
+
+/// `mallopt(param, value)`: 1 if the setting was applied, 0 if the code is
+/// unknown or the value out of range. As in glibc, a negative trim
+/// threshold disables trimming and `M_ARENA_MAX` ignores values below 1.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
+    use codes::*;
+    let _ = crate::runtime::mode();
+    let v = usize::try_from(value);
+    let ok = match param {
+        M_TRIM_THRESHOLD => global::set_tunable(Tunable::TrimThreshold, v.unwrap_or(usize::MAX)),
+        M_TOP_PAD => v.is_ok_and(|v| global::set_tunable(Tunable::TopPad, v)),
+        M_MMAP_THRESHOLD => v.is_ok_and(|v| global::set_tunable(Tunable::MmapThreshold, v)),
+        M_MMAP_MAX => global::set_tunable(Tunable::MmapMax, v.unwrap_or(0)),
+        M_ARENA_MAX => {
+            if let Ok(v @ 1..) = v {
+                global::set_tunable(Tunable::ArenaMax, v);
+            }
+            true
+        }
+        _ => false,
+    };
+    c_int::from(ok)
+}
+
+/// Per-arena numbers for the reports.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    arena: usize,
+    uordblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    rest_count: usize,
+    rest_size: usize,
+    fast_count: usize,
+    fast_size: usize,
+    max: usize,
+    reserved: usize,
+    committed: usize,
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        self.arena += o.arena;
+        self.uordblks += o.uordblks;
+        self.hblks += o.hblks;
+        self.hblkhd += o.hblkhd;
+        self.rest_count += o.rest_count;
+        self.rest_size += o.rest_size;
+        self.fast_count += o.fast_count;
+        self.fast_size += o.fast_size;
+        self.max += o.max;
+        self.reserved += o.reserved;
+        self.committed += o.committed;
+    }
+}
+
+/// `malloc_stats()`: on stderr, one block per arena, then the totals, in
+/// glibc's layout. "max mmap" shows the current direct mappings: the core
+/// keeps no high-water mark for them.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn malloc_stats() {
+    let _ = crate::runtime::mode();
+    let e = Errno::save();
+    let mut out = MapBuf::new();
+    let mut all = Totals::default();
+    global::for_each_heap(&mut |i, h| {
+        let s = h.stats();
+        let _ = write!(
+            out,
+            "Arena {i}:\nsystem bytes     = {:>10}\nin use bytes     = {:>10}\n",
+            s.arena, s.uordblks
+        );
+        all.add(&Totals {
+            arena: s.arena,
+            uordblks: s.uordblks,
+            hblks: s.hblks,
+            hblkhd: s.hblkhd,
+            ..Totals::default()
+        });
+    });
+    let _ = write!(
+        out,
+        "Total (incl. mmap):\nsystem bytes     = {:>10}\nin use bytes     = {:>10}\n\
+         max mmap regions = {:>10}\nmax mmap bytes   = {:>10}\n",
+        all.arena + all.hblkhd,
+        all.uordblks + all.hblkhd,
+        all.hblks,
+        all.hblkhd
+    );
+    // SAFETY: stderr is a valid stream, and no allocator lock is held now.
+    unsafe { fwrite_all(crate::heaps::stderr_stream(), out.as_bytes()) };
+    e.restore();
+}
+
+/// Free chunks of one bin: smallest and largest size, bytes, count.
+#[derive(Clone, Copy)]
+struct Bin {
+    from: usize,
+    to: usize,
+    total: usize,
+    count: usize,
+}
+
+impl Bin {
+    const EMPTY: Bin = Bin {
+        from: usize::MAX,
+        to: 0,
+        total: 0,
+        count: 0,
+    };
+    fn add(&mut self, size: usize) {
+        self.from = self.from.min(size);
+        self.to = self.to.max(size);
+        self.total += size;
+        self.count += 1;
+    }
+}
+
+/// Small bins 0..32, tree bins 32..64, the dv last.
+const DV_SLOT: usize = 64;
+
+/// The `<heap>` element of one arena.
+fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
+    let mut bins = [Bin::EMPTY; DV_SLOT + 1];
+    let mut t = Totals::default();
+    h.walk(&mut |item| match item {
+        Item::Segment(s) => {
+            t.committed += s.committed;
+            t.reserved += s.reserved;
+        }
+        Item::Chunk(c) => match c.kind {
+            ChunkKind::SmallBin(i) => bins[usize::from(i) % 32].add(c.size),
+            ChunkKind::TreeBin(i) => bins[32 + usize::from(i) % 32].add(c.size),
+            ChunkKind::Dv => bins[DV_SLOT].add(c.size),
+            ChunkKind::Cached => {
+                t.fast_count += 1;
+                t.fast_size += c.size;
+            }
+            _ => {}
+        },
+        Item::Direct(_) => {}
+        Item::Heap(_) => {}
+    });
+    let s = h.stats();
+    t.arena = s.arena;
+    t.uordblks = s.uordblks;
+    t.hblks = s.hblks;
+    t.hblkhd = s.hblkhd;
+    t.rest_count = s.ordblks;
+    t.rest_size = s.fordblks;
+    t.max = s.max_footprint;
+    let _ = write!(out, "<heap nr=\"{nr}\">\n<sizes>\n");
+    for (i, b) in bins.iter().enumerate().filter(|(_, b)| b.count > 0) {
+        let tag = if i == DV_SLOT { "unsorted" } else { "size" };
+        let _ = writeln!(
+            out,
+            "  <{tag} from=\"{}\" to=\"{}\" total=\"{}\" count=\"{}\"/>",
+            b.from, b.to, b.total, b.count
+        );
+    }
+    let _ = write!(
+        out,
+        "</sizes>\n<total type=\"fast\" count=\"{}\" size=\"{}\"/>\n\
+         <total type=\"rest\" count=\"{}\" size=\"{}\"/>\n\
+         <system type=\"current\" size=\"{}\"/>\n<system type=\"max\" size=\"{}\"/>\n\
+         <aspace type=\"total\" size=\"{}\"/>\n<aspace type=\"mprotect\" size=\"{}\"/>\n</heap>\n",
+        t.fast_count,
+        t.fast_size,
+        t.rest_count,
+        t.rest_size,
+        s.arena,
+        t.max,
+        t.reserved,
+        t.committed
+    );
+    t
+}
+
+/// `malloc_info(options, fp)`: the state of every arena as XML in glibc's
+/// shape (`<malloc version="1">`, one `<heap nr>` per arena with its free
+/// chunks by bin, then totals). Returns 0, or `EINVAL` for nonzero
+/// `options` or a NULL stream (glibc returns the code, not -1).
+///
+/// In `<sizes>`, each `<size>` is one small or tree bin and `<unsorted>`
+/// the designated victim; `fast` counts chunks parked in thread caches
+/// (which `mallinfo` counts as in use); `rest` is every free chunk, top
+/// included (`ordblks`/`fordblks`); `mmap` the direct chunks; `system max`
+/// the largest footprint; `aspace total` the reserved address space and
+/// `mprotect` the committed part.
+///
+/// # Safety
+/// `fp` is null or a valid, open `FILE`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
+    if options != 0 || fp.is_null() {
+        return libc::EINVAL;
+    }
+    let _ = crate::runtime::mode();
+    let e = Errno::save();
+    let mut out = MapBuf::new();
+    let _ = writeln!(out, "<malloc version=\"1\">");
+    let mut all = Totals::default();
+    global::for_each_heap(&mut |i, h| {
+        let t = heap_xml(&mut out, i, h);
+        all.add(&t);
+    });
+    let _ = write!(
+        out,
+        "<total type=\"fast\" count=\"{}\" size=\"{}\"/>\n\
+         <total type=\"rest\" count=\"{}\" size=\"{}\"/>\n\
+         <total type=\"mmap\" count=\"{}\" size=\"{}\"/>\n\
+         <system type=\"current\" size=\"{}\"/>\n<system type=\"max\" size=\"{}\"/>\n\
+         <aspace type=\"total\" size=\"{}\"/>\n<aspace type=\"mprotect\" size=\"{}\"/>\n</malloc>\n",
+        all.fast_count,
+        all.fast_size,
+        all.rest_count,
+        all.rest_size,
+        all.hblks,
+        all.hblkhd,
+        all.arena,
+        all.max,
+        all.reserved,
+        all.committed
+    );
+    // SAFETY: a valid stream (caller), and no allocator lock is held now.
+    let ok = unsafe { fwrite_all(fp, out.as_bytes()) };
+    e.restore();
+    if ok && !out.truncated {
+        0
+    } else {
+        -1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mallinfo_saturates() {
+        assert_eq!(sat(5), 5);
+        assert_eq!(sat(usize::MAX), c_int::MAX);
+        assert_eq!(sat(1 << 31), c_int::MAX);
+    }
+
+    #[test]
+    fn mallopt_codes() {
+        use codes::*;
+        assert_eq!(mallopt(M_MMAP_THRESHOLD, 64 << 20), 0, "above 32 MiB");
+        assert_eq!(mallopt(M_MMAP_THRESHOLD, -1), 0);
+        assert_eq!(mallopt(M_MMAP_THRESHOLD, 256 << 10), 1);
+        assert_eq!(mallopt(M_TRIM_THRESHOLD, 2 << 20), 1);
+        assert_eq!(mallopt(M_TOP_PAD, 128 << 10), 1);
+        assert_eq!(mallopt(M_TOP_PAD, -5), 0);
+        assert_eq!(mallopt(M_MMAP_MAX, 65536), 1);
+        assert_eq!(mallopt(M_ARENA_MAX, 0), 1);
+        assert_eq!(mallopt(12345, 1), 0, "unknown code");
+        assert_eq!(mallopt(1, 64), 0, "M_MXFAST means nothing here");
+    }
+}

@@ -1,0 +1,135 @@
+//! The C test programs of `tests/c/`, compiled with the system C compiler
+//! and run twice: linked against libtessera.so and under LD_PRELOAD. Each
+//! program checks its own results (`CHECK` exits with a message); a
+//! nonzero exit, a crash or a timeout fails the test.
+
+mod common;
+
+use common::{c_command, compile, require, run, temp_dir, Mode};
+use std::time::Duration;
+
+/// Compiles `name` in both modes, runs each with `args`, and returns the
+/// outputs (linked first).
+fn run_both(name: &str, args: &[&str], timeout: Duration) -> Vec<common::Output> {
+    let dir = temp_dir(name);
+    if !require("cc", "gcc") {
+        return Vec::new();
+    }
+    Mode::BOTH
+        .iter()
+        .map(|&mode| {
+            let exe = compile(name, mode, dir.path());
+            let mut cmd = c_command(&exe, mode);
+            cmd.args(args).current_dir(dir.path());
+            let out = run(&mut cmd, timeout);
+            out.assert_ok(&format!("{name} ({mode:?})"));
+            let ok_line = format!("{name}: ok");
+            assert!(
+                out.stdout_str().contains(&ok_line),
+                "{name} ({mode:?}) did not finish: {}",
+                out.stdout_str()
+            );
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn every_function_and_error_case() {
+    run_both("api", &[], Duration::from_secs(60));
+}
+
+#[test]
+fn alignments_from_8_bytes_to_16_mib() {
+    run_both("align", &[], Duration::from_secs(60));
+}
+
+#[test]
+fn fork_while_other_threads_allocate_and_print() {
+    run_both("fork", &[], Duration::from_secs(120));
+}
+
+#[test]
+fn thousands_of_short_lived_threads_keep_rss_bounded() {
+    run_both("threads", &[], Duration::from_secs(120));
+}
+
+#[test]
+fn malloc_trim_returns_memory() {
+    run_both("trim", &[], Duration::from_secs(60));
+}
+
+#[test]
+fn mallinfo2_and_malloc_info_match_what_was_allocated() {
+    run_both("info", &[], Duration::from_secs(60));
+}
+
+#[test]
+fn separate_heaps_footprint_and_snapshots() {
+    let snaps = temp_dir("heaps-snapshots");
+    let outs = run_both(
+        "heaps",
+        &[snaps.path().to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    if outs.is_empty() {
+        return; // no C compiler (skipped loudly)
+    }
+    for out in &outs {
+        let err = out.stderr_str();
+        assert!(
+            err.contains("Heap 0x") && err.contains("in use bytes     = "),
+            "tessera_heap_malloc_stats output missing: {err}"
+        );
+    }
+    // The snapshot files parse (the program wrote them in its second run).
+    let heap = std::fs::read_to_string(snaps.path().join("heap.snapshot")).unwrap();
+    let snap = tessera_core::Snapshot::parse(&heap).expect("heap snapshot parses");
+    assert!(!snap.chunks.is_empty());
+    assert!(snap.pages.len() <= 2);
+    let global = std::fs::read_to_string(snaps.path().join("global.snapshot")).unwrap();
+    let parts = split_snapshots(&global);
+    assert!(!parts.is_empty());
+    for p in parts {
+        tessera_core::Snapshot::parse(p).expect("arena snapshot parses");
+    }
+}
+
+#[test]
+fn loader_tls_thread_exit_and_after_main() {
+    let dir = temp_dir("tls");
+    if !require("cc", "gcc") {
+        return;
+    }
+    // The dlopen'ed library with dynamic TLS.
+    let so = dir.path().join("libtlsdemo.so");
+    run(
+        std::process::Command::new("cc")
+            .args(["-O2", "-shared", "-fPIC", "-o"])
+            .arg(&so)
+            .arg(common::crate_dir().join("tests/c/tls_lib.c")),
+        Duration::from_secs(60),
+    )
+    .assert_ok("compiling tls_lib.c");
+    for mode in Mode::BOTH {
+        let exe = compile("tls", mode, dir.path());
+        let out = run(c_command(&exe, mode).arg(&so), Duration::from_secs(60));
+        out.assert_ok(&format!("tls ({mode:?})"));
+        let text = out.stdout_str();
+        assert!(
+            text.contains("tls: ok\n") && text.ends_with("tls: destructor ran\n"),
+            "{text}"
+        );
+    }
+}
+
+/// A process-wide snapshot is one snapshot per arena, one after the other.
+pub fn split_snapshots(text: &str) -> Vec<&str> {
+    let magic = tessera_core::inspect::SNAPSHOT_MAGIC;
+    let starts: Vec<usize> = text.match_indices(magic).map(|(i, _)| i).collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| &text[s..starts.get(k + 1).copied().unwrap_or(text.len())])
+        .collect()
+}
