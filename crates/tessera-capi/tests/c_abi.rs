@@ -55,6 +55,11 @@ fn thousands_of_short_lived_threads_keep_rss_bounded() {
 }
 
 #[test]
+fn address_space_exhausted_under_rlimit_as() {
+    run_both("oom", &[], Duration::from_secs(120));
+}
+
+#[test]
 fn malloc_trim_returns_memory() {
     run_both("trim", &[], Duration::from_secs(60));
 }
