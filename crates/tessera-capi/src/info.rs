@@ -204,14 +204,15 @@ impl Totals {
 }
 
 /// `malloc_stats()`: on stderr, one block per arena, then the totals, in
-/// glibc's layout. "max mmap" shows the current direct mappings: the core
-/// keeps no high-water mark for them.
+/// glibc's layout ("max mmap" lines: the sum of each arena's high-water
+/// marks).
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn malloc_stats() {
     let _ = crate::runtime::mode();
     let e = Errno::save();
     let mut out = MapBuf::new();
     let mut all = Totals::default();
+    let (mut max_regions, mut max_bytes) = (0usize, 0usize);
     global::for_each_heap(&mut |i, h| {
         let s = h.stats();
         let _ = write!(
@@ -226,6 +227,8 @@ pub extern "C" fn malloc_stats() {
             hblkhd: s.hblkhd,
             ..Totals::default()
         });
+        max_regions += s.max_hblks;
+        max_bytes += s.max_hblkhd;
     });
     let _ = write!(
         out,
@@ -233,8 +236,8 @@ pub extern "C" fn malloc_stats() {
          max mmap regions = {:>10}\nmax mmap bytes   = {:>10}\n",
         all.arena + all.hblkhd,
         all.uordblks + all.hblkhd,
-        all.hblks,
-        all.hblkhd
+        max_regions,
+        max_bytes
     );
     // SAFETY: stderr is a valid stream, and no allocator lock is held now.
     unsafe { fwrite_all(crate::heaps::stderr_stream(), out.as_bytes()) };
@@ -297,7 +300,7 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
     t.hblkhd = s.hblkhd;
     t.rest_count = s.ordblks;
     t.rest_size = s.fordblks;
-    t.max = s.max_footprint;
+    t.max = s.max_arena;
     let _ = write!(out, "<heap nr=\"{nr}\">\n<sizes>\n");
     for (i, b) in bins.iter().enumerate().filter(|(_, b)| b.count > 0) {
         let tag = if i == DV_SLOT { "unsorted" } else { "size" };

@@ -353,6 +353,9 @@ pub fn stats() -> crate::Stats {
         total.footprint += s.footprint;
         total.inuse_chunks += s.inuse_chunks;
         total.segments += s.segments;
+        total.max_hblks += s.max_hblks;
+        total.max_hblkhd += s.max_hblkhd;
+        total.max_arena += s.max_arena;
     });
     total.max_footprint = arena::SHARED.peak.load(Ordering::Relaxed);
     total

@@ -114,6 +114,11 @@ pub struct State<S: PageSource> {
     pub(crate) direct: *mut MmapHeader,
     pub(crate) direct_count: usize,
     pub(crate) direct_bytes: usize,
+    /// High-water marks of `direct_count`, `direct_bytes` and of the bytes
+    /// committed in segments.
+    pub(crate) max_direct_count: usize,
+    pub(crate) max_direct_bytes: usize,
+    pub(crate) max_segment_bytes: usize,
     pub(crate) footprint: usize,
     pub(crate) max_footprint: usize,
     /// 0 = unlimited.
@@ -1344,6 +1349,9 @@ impl<S: PageSource> Heap<S> {
                 direct: ptr::null_mut(),
                 direct_count: 0,
                 direct_bytes: 0,
+                max_direct_count: 0,
+                max_direct_bytes: 0,
+                max_segment_bytes: commit,
                 footprint: commit,
                 max_footprint: commit,
                 footprint_limit: 0,

@@ -241,6 +241,10 @@ impl<S: PageSource> State<S> {
         if self.footprint > self.max_footprint {
             self.max_footprint = self.footprint;
         }
+        self.max_direct_count = self.max_direct_count.max(self.direct_count);
+        self.max_direct_bytes = self.max_direct_bytes.max(self.direct_bytes);
+        let segment_bytes = self.footprint - self.direct_bytes;
+        self.max_segment_bytes = self.max_segment_bytes.max(segment_bytes);
         // SAFETY: `shared` is null or points to a static.
         if let Some(sh) = unsafe { self.shared.as_ref() } {
             let total = sh.total.fetch_add(bytes, Ordering::Relaxed) + bytes;

@@ -38,6 +38,12 @@ pub struct Stats {
     pub footprint: usize,
     /// The most bytes ever obtained at once.
     pub max_footprint: usize,
+    /// The most direct chunks alive at once.
+    pub max_hblks: usize,
+    /// The most bytes mapped for direct chunks at once.
+    pub max_hblkhd: usize,
+    /// The most bytes committed in segments at once.
+    pub max_arena: usize,
     /// In-use chunks in segments (excluding direct chunks).
     pub inuse_chunks: usize,
     /// Number of segments.
@@ -54,6 +60,9 @@ impl<S: PageSource> State<S> {
             keepcost: self.topsize,
             footprint: self.footprint,
             max_footprint: self.max_footprint,
+            max_hblks: self.max_direct_count,
+            max_hblkhd: self.max_direct_bytes,
+            max_arena: self.max_segment_bytes,
             ..Stats::default()
         };
         // SAFETY: the heap is consistent between public calls; every segment

@@ -322,7 +322,11 @@ fn stats_add_up() {
     assert!(st.keepcost > 0);
     // SAFETY: live pointer.
     unsafe { h.free(big) };
-    assert_eq!(h.stats().hblks, 0);
+    let after = h.stats();
+    assert_eq!(after.hblks, 0);
+    assert_eq!(after.max_hblks, 1, "the high-water mark stays");
+    assert!(after.max_hblkhd > 1 << 20);
+    assert!(after.max_arena >= after.arena);
 }
 
 #[test]
