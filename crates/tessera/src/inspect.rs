@@ -747,6 +747,14 @@ mod owned {
         }
     }
 
+    impl<S: PageSource> Heap<S> {
+        /// An owned snapshot of this heap with the raw bytes of up to
+        /// `max_pages` pages (see [`Snapshot::capture`]).
+        pub fn snapshot(&self, max_pages: usize) -> Snapshot {
+            Snapshot::capture(self, max_pages)
+        }
+    }
+
     impl Snapshot {
         /// Captures `heap` with up to `max_pages` pages of bytes.
         pub fn capture<S: PageSource>(heap: &Heap<S>, max_pages: usize) -> Snapshot {

@@ -375,6 +375,7 @@ fn snapshot_text_round_trips_and_names_roles() {
         h.free(b);
     }
     let snap = Snapshot::capture(&h, 64);
+    assert_eq!(h.snapshot(64), snap);
     let text = snap.to_text();
     let back = Snapshot::parse(&text).unwrap();
     assert_eq!(back, snap);
