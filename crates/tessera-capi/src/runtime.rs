@@ -265,14 +265,7 @@ extern "C" fn atfork_child() {
 /// buffered sink. Returns false with errno set if the file could not be
 /// opened or written.
 pub fn write_file(path: &CStr, write: impl FnOnce(&mut FdSink)) -> bool {
-    // SAFETY: `path` is NUL-terminated; open allocates nothing.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
+    let fd = create_file(path);
     if fd < 0 {
         return false;
     }
@@ -337,3 +330,16 @@ pub extern "C" fn at_exit() {
 #[used]
 #[link_section = ".fini_array"]
 static AT_EXIT: extern "C" fn() = at_exit;
+
+/// Creates (or truncates) `path` for writing, close-on-exec, without
+/// allocating. Returns the descriptor, or -1 with errno set.
+pub fn create_file(path: &CStr) -> libc::c_int {
+    // SAFETY: `path` is NUL-terminated; open allocates nothing.
+    unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    }
+}

@@ -117,14 +117,7 @@ fn locked<R>(f: impl FnOnce(&mut Inner) -> R) -> R {
 /// Opens (creates or truncates) the trace file and writes the magic line.
 /// Returns false, after a warning, if the file cannot be opened.
 pub fn start(path: &CStr) -> bool {
-    // SAFETY: `path` is NUL-terminated; open allocates nothing.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
+    let fd = crate::runtime::create_file(path);
     if fd < 0 {
         let mut line = crate::out::StackBuf::<600>::new();
         line.push(b"tessera: TESSERA_TRACE: cannot open ");
