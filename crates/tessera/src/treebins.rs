@@ -296,14 +296,17 @@ impl TreeBins {
                             break;
                         }
                     }
-                    let rt = checked_link((*t).child[1]);
+                    // Only links that are followed are checked: the child
+                    // taken now, and the remembered right subtree if the
+                    // walk falls back to it.
+                    let rt = (*t).child[1];
                     t = checked_link((*t).child[sizebits >> (usize::BITS - 1)]);
                     if !rt.is_null() && rt != t {
                         rst = rt;
                     }
                     if t.is_null() {
                         // Everything in rst is larger than nb.
-                        t = rst;
+                        t = checked_link(rst);
                         break;
                     }
                     sizebits <<= 1;
