@@ -23,7 +23,13 @@ fn main() {
         eprintln!("unknown allocator {alloc}");
         std::process::exit(2);
     };
-    let all = workloads::all(Vec::new());
+    // The built-in trace costs a lot to generate: only when it is asked for.
+    let traces = if name == "trace" {
+        vec![workloads::TraceReplay::builtin(scale)]
+    } else {
+        Vec::new()
+    };
+    let all = workloads::all(traces);
     let Some(w) = all.iter().find(|w| w.name() == name) else {
         eprintln!("unknown workload {name}");
         std::process::exit(2);
