@@ -589,7 +589,8 @@ impl FuzzPlan {
     ///   4 KiB granularity, bit 7 no direct mappings (`mmap_max = 0`).
     /// - byte 2: bits 0–1 the footprint limit (256 MiB, 512 KiB, 4 MiB,
     ///   32 MiB); bits 2–3 the debug tier (off, off, level 2, level 2 with
-    ///   a full check every 7 operations); bits 4–7 are ignored.
+    ///   a full check every 7 operations); bit 4 the dynamic mmap threshold
+    ///   (`Config::dynamic_threshold`); bits 5–7 are ignored.
     /// - the rest: [`ops_from_bytes`].
     pub fn from_bytes(data: &[u8]) -> FuzzPlan {
         let mut r = ByteReader { data, pos: 0 };

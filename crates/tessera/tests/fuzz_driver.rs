@@ -4,7 +4,8 @@
 //! input that once failed (`fuzz/regressions/`). See `docs/fuzzing.md`.
 //!
 //! `TESSERA_FUZZ_INPUT=path` replays one file (for example a crash AFL
-//! found in `fuzz/out/default/crashes/`) and prints its decoded plan;
+//! found in `fuzz/out/main/crashes/`; a relative path is taken from the
+//! repository root) and prints its decoded plan;
 //! `TESSERA_FUZZ_CASES` changes the number of seeded inputs (default 200).
 
 use std::path::{Path, PathBuf};
@@ -115,12 +116,24 @@ fn saved_corpus_and_regressions_pass() {
 
 #[test]
 fn replay_one_input_from_the_environment() {
+    // From the repository root:
     // TESSERA_FUZZ_INPUT=path cargo test -p tessera --release \
     //     --test fuzz_driver replay -- --nocapture
     let Some(path) = std::env::var_os("TESSERA_FUZZ_INPUT") else {
         return;
     };
-    let data = std::fs::read(&path).expect("TESSERA_FUZZ_INPUT is readable");
+    // cargo runs tests in the crate's folder: a relative path is taken from
+    // the repository root, where the documented commands run.
+    let path = PathBuf::from(path);
+    let path = if path.is_relative() {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path)
+    } else {
+        path
+    };
+    let data = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("TESSERA_FUZZ_INPUT={}: {e}", path.display()));
     let plan = FuzzPlan::from_bytes(&data);
     println!("{} bytes; plan: {plan:#?}", data.len());
     fuzz_one(&data);

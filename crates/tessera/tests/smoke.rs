@@ -476,3 +476,29 @@ fn read_page_and_state_fields_for_viewers() {
     }
     assert!(seen_small.is_some() && seen_top);
 }
+
+#[test]
+fn check_reports_a_dirty_byte_in_fresh_top_at_its_address() {
+    let mut h = Heap::new();
+    let a = h.malloc(100);
+    h.check().unwrap();
+    let mut top = 0;
+    h.walk(&mut |item| {
+        if let Item::Heap(hi) = item {
+            top = hi.top;
+        }
+    });
+    // A stray write into top's never-used memory (which calloc trusts to
+    // be zero) must be caught, at the exact byte.
+    let stray = top + 4096 + 3;
+    // SAFETY: inside top, committed; this models a wild write.
+    unsafe { *(stray as *mut u8) = 1 };
+    let err = h.check().unwrap_err();
+    assert_eq!(err.addr, stray, "{err}");
+    assert!(err.what.contains("clean watermark"), "{err}");
+    // SAFETY: restore, so the heap is sound again.
+    unsafe { *(stray as *mut u8) = 0 };
+    h.check().unwrap();
+    // SAFETY: live pointer.
+    unsafe { h.free(a) };
+}
