@@ -1252,15 +1252,30 @@ pub(crate) enum Owned {
 }
 
 /// Offset of the state inside the first segment, and of the first chunk.
+/// Where the first chunk of a heap's first segment starts: at a fixed
+/// offset, whatever the state's exact size, so that the layout a learner
+/// sees (and the golden grids) does not move when a field is added. The
+/// record and the state must fit before it (checked below for the page
+/// sources Tessera ships; a larger source moves the first chunk up).
+pub const FIRST_CHUNK_OFFSET: usize = 1024;
+
 const fn state_offsets<S: PageSource>() -> (usize, usize) {
     let align = core::mem::align_of::<State<S>>();
     let state_off = align_up(SEGMENT_HEADER, align);
-    let first = align_up(
+    let end = align_up(
         state_off + core::mem::size_of::<State<S>>(),
         MALLOC_ALIGNMENT,
     );
+    let first = if end > FIRST_CHUNK_OFFSET {
+        end
+    } else {
+        FIRST_CHUNK_OFFSET
+    };
     (state_off, first)
 }
+
+const _: () = assert!(state_offsets::<Mmap>().1 == FIRST_CHUNK_OFFSET);
+const _: () = assert!(state_offsets::<crate::os::Faulty<Mmap>>().1 == FIRST_CHUNK_OFFSET);
 
 /// One heap: dlmalloc's mspace. Single-threaded (`Send`, not `Sync`);
 /// wrap it in a lock to share it. Dropping it returns all its memory.
