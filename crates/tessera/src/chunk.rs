@@ -218,14 +218,18 @@ pub fn tag_for(p: *mut Chunk, size: usize) -> usize {
 }
 
 /// The hash whose top 16 bits are the tag (the low bits are discarded).
-/// Chunk addresses step by 16: rotating right by 4 first makes neighbours
-/// step by 1 through the golden-ratio multiplier, which spreads them evenly
-/// over the 65,536 tags.
+/// Chunk addresses step by 16, so the multiplier is the golden ratio
+/// divided by 16: neighbouring chunks then step through the golden-ratio
+/// Weyl sequence, which spreads them evenly over the 65,536 tags.
 #[inline(always)]
 fn tag_hash(p: *mut Chunk, size: usize) -> usize {
-    (p as usize ^ size ^ crate::registry::key_initialized())
-        .rotate_right(4)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    tag_hash_keyed(p, size, crate::registry::key_initialized())
+}
+
+/// [`tag_hash`] with the process key already loaded (`secret`).
+#[inline(always)]
+fn tag_hash_keyed(p: *mut Chunk, size: usize, secret: usize) -> usize {
+    (p as usize ^ size ^ secret).wrapping_mul(0x09E3_779B_97F4_A7C1)
 }
 
 /// Could `p` (non-null, read from heap memory) be a chunk of some Tessera
@@ -233,6 +237,28 @@ fn tag_hash(p: *mut Chunk, size: usize) -> usize {
 #[inline(always)]
 pub fn plausible<T>(p: *mut T) -> bool {
     !CHECKS || crate::registry::aligned_in_segment((p as usize).wrapping_add(MEM_OFFSET))
+}
+
+/// [`plausible`], with a fast path for links read out of a chunk `near`
+/// that lies in a live segment: a link in the same segment slot as `near`
+/// lies in that live segment too (the same guarantee the registry gives),
+/// so only 16-byte alignment is left to check. Other links go to the
+/// registry.
+#[inline(always)]
+pub fn plausible_near<T, U>(p: *mut T, near: *mut U) -> bool {
+    // `near` is 16-aligned, so one masked test asks both questions: same
+    // slot (the high bits agree) and aligned (the low four bits are 0).
+    const SAME_SLOT_ALIGNED: usize = !(crate::segment::SEGMENT_SIZE - 1) | CHUNK_ALIGN_MASK;
+    !CHECKS || (p as usize ^ near as usize) & SAME_SLOT_ALIGNED == 0 || plausible(p)
+}
+
+/// [`checked_link`] with the fast path of [`plausible_near`].
+#[inline(always)]
+pub fn checked_link_near<T, U>(p: *mut T, near: *mut U) -> *mut T {
+    if !p.is_null() && !plausible_near(p, near) {
+        crate::report::fatal(crate::report::Misuse::CorruptLinks, p.cast());
+    }
+    p
 }
 
 /// Returns `p` if it is null or [`plausible`]; otherwise reports corrupted
@@ -249,7 +275,14 @@ pub fn checked_link<T>(p: *mut T) -> *mut T {
 /// Does the in-use head `head` of chunk `p` carry the right tag?
 #[inline(always)]
 pub fn tag_ok(p: *mut Chunk, head: Head) -> bool {
-    !CHECKS || (head.0 ^ tag_hash(p, head.size())) >> Head::TAG_SHIFT == 0
+    tag_ok_keyed(p, head, crate::registry::key_initialized())
+}
+
+/// [`tag_ok`] with the process key already loaded (`secret`), for the
+/// free fast path, which needs the key again to mangle the cache link.
+#[inline(always)]
+pub fn tag_ok_keyed(p: *mut Chunk, head: Head, secret: usize) -> bool {
+    !CHECKS || (head.0 ^ tag_hash_keyed(p, head.size(), secret)) >> Head::TAG_SHIFT == 0
 }
 
 impl fmt::Debug for Head {

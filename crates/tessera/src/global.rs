@@ -16,7 +16,7 @@
 //! they go to the owner's remote stack when its lock is taken.
 
 use crate::arena::{self, Arena};
-use crate::chunk::{tag_ok, Chunk, Head, MALLOC_ALIGNMENT, MAX_REQUEST};
+use crate::chunk::{tag_ok_keyed, Chunk, Head, MALLOC_ALIGNMENT, MAX_REQUEST};
 use crate::direct::MmapHeader;
 use crate::heap::{Classified, Heap};
 use crate::os::Mmap;
@@ -154,19 +154,40 @@ pub unsafe fn free(ptr: *mut u8) {
         // SAFETY: the registry vouches for the segment holding `p`.
         let head = unsafe { Chunk::head(p) };
         let size = head.0 & Head::SIZE_MASK;
+        let secret = registry::key_initialized();
         // CINUSE set, bit 3 clear (a whole multiple of 16), the keyed tag
         // right, cacheable size (the flag bits do not change the class).
         if head.0 & 0b1010 == 0b0010
-            && tag_ok(p, head)
+            && tag_ok_keyed(p, head, secret)
             && size.wrapping_sub(32) <= MAX_CACHED_SIZE - 32
-            // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
-            && unsafe { (*tcache::cache()).push(tcache::class_of(size), ptr) }
         {
-            return;
+            let c = tcache::class_of(size);
+            // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
+            if unsafe { (*tcache::cache()).try_push(c, ptr, secret) } {
+                return;
+            }
+            // SAFETY: as above.
+            return unsafe { free_cacheable(c, ptr) };
         }
     }
     // SAFETY: forwarded to the caller.
     unsafe { free_slow(ptr) }
+}
+
+/// A validated chunk of cache class `c` that the fast path could not cache
+/// (its class is full, the cache is not live yet, or it carries the cache
+/// key): the cache's slow path, then the arena.
+///
+/// # Safety
+/// `ptr` is a validated in-use chunk of class `c`, freed by the caller.
+#[cold]
+#[inline(never)]
+unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
+    // SAFETY: this thread's cache; `ptr` as the caller promises.
+    if !unsafe { (*tcache::cache()).push(c, ptr) } {
+        // SAFETY: forwarded.
+        unsafe { free_slow(ptr) }
+    }
 }
 
 /// Validates a pointer from outside and finds its owner (see

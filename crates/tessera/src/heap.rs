@@ -536,7 +536,8 @@ impl<S: PageSource> State<S> {
         unsafe {
             let head = Chunk::head(p);
             let next = Chunk::plus_offset(p, size);
-            if head.size() != size || head.cinuse() || head.tag() != 0 {
+            // One compare: the size right, CINUSE clear, no tag.
+            if head.0 & !(Head::PINUSE | Head::FLAG4) != size {
                 fatal(Misuse::CorruptHeader, Chunk::to_mem(p));
             }
             if Chunk::prev_foot(next) != size || Chunk::pinuse(next) {

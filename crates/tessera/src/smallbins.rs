@@ -18,7 +18,7 @@
 //! pointer instead: no fake chunk overlaps the state, the list ends are
 //! explicit, and the viewer shows `fd = 0` for the last chunk.
 
-use crate::chunk::{plausible, Chunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
+use crate::chunk::{plausible_near, Chunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
 use core::ptr;
 
 /// Number of small bins (dlmalloc's NSMALLBINS).
@@ -117,7 +117,8 @@ impl SmallBins {
         unsafe {
             let fd = (*p).fd;
             let bk = (*p).bk;
-            if !(fd.is_null() || plausible(fd)) || !(bk.is_null() || plausible(bk)) {
+            if !(fd.is_null() || plausible_near(fd, p)) || !(bk.is_null() || plausible_near(bk, p))
+            {
                 return false;
             }
             let fd_ok = fd.is_null() || (*fd).bk == p;
@@ -159,7 +160,7 @@ impl SmallBins {
         unsafe {
             let fd = (*p).fd;
             if !fd.is_null() {
-                if !plausible(fd) || (*fd).bk != p {
+                if !plausible_near(fd, p) || (*fd).bk != p {
                     return ptr::null_mut();
                 }
                 (*fd).bk = ptr::null_mut();

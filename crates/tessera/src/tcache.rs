@@ -83,8 +83,6 @@ const FRESH: u8 = 0;
 const LIVE: u8 = 1;
 const DEAD: u8 = 2;
 const KEY_SALT: usize = 0x7E55_E7A0_CAC4_E000;
-/// `key()`, stored once so the fast path loads it in one instruction.
-static CACHE_KEY: AtomicUsize = AtomicUsize::new(0);
 
 /// One thread's cache. See the module docs.
 pub(crate) struct ThreadCache {
@@ -139,8 +137,8 @@ fn key() -> usize {
 }
 
 #[inline(always)]
-fn mangle(next: *mut u8, slot: *mut u8) -> usize {
-    next as usize ^ (slot as usize >> 12) ^ registry::key_initialized()
+fn mangle(next: *mut u8, slot: *mut u8, secret: usize) -> usize {
+    next as usize ^ (slot as usize >> 12) ^ secret
 }
 
 #[inline(always)]
@@ -171,27 +169,52 @@ impl ThreadCache {
         mem
     }
 
-    /// Pushes `mem` (a validated in-use chunk of class `c`) if there is room.
-    /// Returns false when the chunk must go to its arena instead.
+    /// The free fast path: caches `mem` (a validated in-use chunk of class
+    /// `c`) and returns true if class c has room and `mem` does not carry
+    /// the cache key; else returns false and leaves everything to
+    /// [`push`](Self::push). Calls nothing, so the inlined fast path needs no
+    /// saved registers. `secret` is `registry::key_initialized()`.
     #[inline(always)]
+    pub(crate) fn try_push(&mut self, c: usize, mem: *mut u8, secret: usize) -> bool {
+        let c = c & (NCLASSES - 1);
+        // SAFETY: the program gave `mem` up; its payload is readable.
+        if self.room[c] == 0
+            || (crate::chunk::CHECKS
+                && unsafe { mem.cast::<usize>().add(1).read() } == secret ^ KEY_SALT)
+        {
+            return false;
+        }
+        self.link(c, mem, secret);
+        true
+    }
+
+    /// Puts `mem` at the head of class `c` (which has room).
+    #[inline(always)]
+    fn link(&mut self, c: usize, mem: *mut u8, secret: usize) {
+        // SAFETY: the program gave `mem` up; its first two payload words are
+        // ours while it is cached.
+        unsafe {
+            let words = mem.cast::<usize>();
+            words.write(mangle(self.heads[c], mem, secret));
+            words.add(1).write(secret ^ KEY_SALT);
+        }
+        self.heads[c] = mem;
+        self.room[c] -= 1;
+    }
+
+    /// Pushes `mem` (a validated in-use chunk of class `c`) if there is room,
+    /// making room or checking for a double free first when needed.
+    /// Returns false when the chunk must go to its arena instead.
     pub(crate) fn push(&mut self, c: usize, mem: *mut u8) -> bool {
         let c = c & (NCLASSES - 1);
         if self.room[c] == 0 {
             return self.push_slow(c, mem);
         }
-        // SAFETY: the program gave `mem` up; its first two payload words are
-        // ours while it is cached.
-        unsafe {
-            let words = mem.cast::<usize>();
-            let key = CACHE_KEY.load(Ordering::Relaxed);
-            if crate::chunk::CHECKS && words.add(1).read() == key {
-                self.check_double_free(c, mem);
-            }
-            words.write(mangle(self.heads[c], mem));
-            words.add(1).write(key);
+        // SAFETY: as in `try_push`.
+        if crate::chunk::CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == key() {
+            self.check_double_free(c, mem);
         }
-        self.heads[c] = mem;
-        self.room[c] -= 1;
+        self.link(c, mem, registry::key_initialized());
         true
     }
 
@@ -244,7 +267,6 @@ impl ThreadCache {
             return;
         }
         register_exit_hook();
-        CACHE_KEY.store(key(), Ordering::Relaxed);
         for (room, &max) in self.room.iter_mut().zip(&MAX_COUNT) {
             *room = max as usize;
         }
@@ -312,7 +334,8 @@ impl ThreadCache {
             }
             // SAFETY: a fresh chunk; its payload is ours.
             unsafe {
-                p.cast::<usize>().write(mangle(self.heads[c], p));
+                p.cast::<usize>()
+                    .write(mangle(self.heads[c], p, registry::key_initialized()));
                 p.cast::<usize>().add(1).write(key());
             }
             self.heads[c] = p;
@@ -356,6 +379,11 @@ impl Batch {
     }
 
     fn free(&mut self, mem: *mut u8) {
+        // The chunk leaves the cache: wipe its key, or a program that gets
+        // this address back and never writes that word would send its next
+        // free down the slow double-free scan.
+        // SAFETY: a cached entry's first two payload words are ours.
+        unsafe { mem.cast::<usize>().add(1).write(0) };
         // Validated when it entered the cache; its header is checked again
         // here, since an overflow may have reached it while cached.
         let c = crate::heap::classify(mem, false);
@@ -474,7 +502,7 @@ mod tests {
         registry::key();
         let slot = 0x7f00_0000_1230usize as *mut u8;
         let next = 0x7f00_0000_4560usize as *mut u8;
-        let m = mangle(next, slot);
+        let m = mangle(next, slot, registry::key_initialized());
         assert_ne!(m, next as usize);
         assert_eq!(demangle(m, slot), next);
         // The secret matters: without it the link would be glibc's.

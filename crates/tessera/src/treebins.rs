@@ -24,7 +24,7 @@
 //! - ring members other than the node have `parent == null`; ring links are
 //!   mutual (`c.fd.bk == c`).
 
-use crate::chunk::{checked_link, plausible, TreeChunk, WORD};
+use crate::chunk::{checked_link_near, plausible_near, TreeChunk, WORD};
 use core::ptr;
 
 /// Number of tree bins (dlmalloc's NTREEBINS).
@@ -124,7 +124,7 @@ impl TreeBins {
                 if TreeChunk::size(t) != size {
                     let dir = key >> (usize::BITS - 1);
                     key <<= 1;
-                    let c = checked_link((*t).child[dir]);
+                    let c = checked_link_near((*t).child[dir], t);
                     if !c.is_null() {
                         t = c;
                     } else {
@@ -135,7 +135,7 @@ impl TreeBins {
                     }
                 } else {
                     // Join the ring of equal sizes, right after the node.
-                    let f = checked_link(TreeChunk::fd(t));
+                    let f = checked_link_near(TreeChunk::fd(t), t);
                     (*t).chunk.fd = x.cast();
                     (*f).chunk.bk = x.cast();
                     TreeChunk::set_links(x, f, t);
@@ -158,14 +158,19 @@ impl TreeBins {
         unsafe {
             let xp = (*x).parent;
             let i = (*x).index as usize;
-            if i >= NTREEBINS || !(xp.is_null() || xp == self.root_marker(i) || plausible(xp)) {
+            if i >= NTREEBINS
+                || !(xp.is_null() || xp == self.root_marker(i) || plausible_near(xp, x))
+            {
                 return Unlinked::Corrupt;
             }
             let mut r;
             if TreeChunk::bk(x) != x {
                 let f = TreeChunk::fd(x);
                 r = TreeChunk::bk(x);
-                if !plausible(f) || !plausible(r) || TreeChunk::bk(f) != x || TreeChunk::fd(r) != x
+                if !plausible_near(f, x)
+                    || !plausible_near(r, x)
+                    || TreeChunk::bk(f) != x
+                    || TreeChunk::fd(r) != x
                 {
                     return Unlinked::Corrupt;
                 }
@@ -182,7 +187,7 @@ impl TreeBins {
                 if !r.is_null() {
                     let mut depth = 0;
                     loop {
-                        if !plausible(r) || depth > 64 {
+                        if !plausible_near(r, x) || depth > 64 {
                             return Unlinked::Corrupt;
                         }
                         depth += 1;
@@ -224,7 +229,7 @@ impl TreeBins {
                 (*r).index = i as u32;
                 for dir in 0..2 {
                     let c = (*x).child[dir];
-                    if !(c.is_null() || plausible(c)) {
+                    if !(c.is_null() || plausible_near(c, x)) {
                         return Unlinked::Corrupt;
                     }
                     (*r).child[dir] = c;
@@ -254,7 +259,7 @@ impl TreeBins {
         unsafe {
             let mut best_size = TreeChunk::size(t);
             loop {
-                t = checked_link(TreeChunk::leftmost_child(t));
+                t = checked_link_near(TreeChunk::leftmost_child(t), t);
                 if t.is_null() {
                     break;
                 }
@@ -285,8 +290,10 @@ impl TreeBins {
         unsafe {
             if !t.is_null() {
                 let mut sizebits = nb << leftshift_for_tree_index(idx);
-                // Deepest right subtree not taken on the way down.
+                // Deepest right subtree not taken on the way down, and the
+                // node it hangs from.
                 let mut rst: *mut TreeChunk = ptr::null_mut();
+                let mut rst_from = t;
                 loop {
                     let s = TreeChunk::size(t);
                     if s >= nb && s - nb < rsize {
@@ -300,13 +307,15 @@ impl TreeBins {
                     // taken now, and the remembered right subtree if the
                     // walk falls back to it.
                     let rt = (*t).child[1];
-                    t = checked_link((*t).child[sizebits >> (usize::BITS - 1)]);
+                    let from = t;
+                    t = checked_link_near((*t).child[sizebits >> (usize::BITS - 1)], from);
                     if !rt.is_null() && rt != t {
                         rst = rt;
+                        rst_from = from;
                     }
                     if t.is_null() {
                         // Everything in rst is larger than nb.
-                        t = checked_link(rst);
+                        t = checked_link_near(rst, rst_from);
                         break;
                     }
                     sizebits <<= 1;
@@ -330,7 +339,7 @@ impl TreeBins {
                     rsize = s - nb;
                     v = t;
                 }
-                t = checked_link(TreeChunk::leftmost_child(t));
+                t = checked_link_near(TreeChunk::leftmost_child(t), t);
             }
         }
         (v, rsize)
