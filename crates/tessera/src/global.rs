@@ -158,7 +158,7 @@ pub unsafe fn free(ptr: *mut u8) {
         // CINUSE set, bit 3 clear (a whole multiple of 16), the keyed tag
         // right, cacheable size (the flag bits do not change the class).
         if head.0 & 0b1010 == 0b0010
-            && tag_ok_keyed(p, head, secret)
+            && tag_ok_keyed(ptr, head, secret)
             && size.wrapping_sub(32) <= MAX_CACHED_SIZE - 32
         {
             let c = tcache::class_of(size);

@@ -186,7 +186,15 @@ pub fn was_direct_freed(addr: usize) -> bool {
 /// the kernel on first use.
 static KEY: AtomicU64 = AtomicU64::new(0);
 
-/// The process key (never zero).
+/// The key made of the random bits `r`: odd, because it is also the
+/// multiplier of the chunk tags (`chunk::tag_for`), and an odd multiplier
+/// is invertible (distinct inputs, distinct products).
+#[inline]
+pub(crate) const fn compose_key(r: u64) -> u64 {
+    r | 1
+}
+
+/// The process key (odd, so never zero).
 #[inline(always)]
 pub fn key() -> usize {
     let k = KEY.load(Ordering::Relaxed);
@@ -222,7 +230,7 @@ fn init_key() -> usize {
             ^ (ts.tv_nsec as u64)
             ^ (init_key as fn() -> usize as usize as u64);
     }
-    k |= 1;
+    k = compose_key(k);
     match KEY.compare_exchange(0, k, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => k as usize,
         Err(other) => other as usize,
