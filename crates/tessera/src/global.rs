@@ -136,6 +136,18 @@ fn malloc_refill(size: usize, c: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn malloc_slow(size: usize) -> *mut u8 {
+    // A medium request: the thread's medium class, else the arena, asked
+    // for the whole class size so that the chunk can serve the class again.
+    let size = match tcache::medium_class(size) {
+        Some(c) => {
+            let p = tcache::with(|tc| tc.take(c));
+            if !p.is_null() {
+                return p;
+            }
+            tcache::medium_request(c)
+        }
+        None => size,
+    };
     let p = in_arena(|a| a.malloc(size)).unwrap_or_else(|| arena::orphan_malloc(size));
     arena::ensure_atfork();
     p
@@ -155,11 +167,12 @@ pub unsafe fn free(ptr: *mut u8) {
         let head = unsafe { Chunk::head(p) };
         let size = head.0 & Head::SIZE_MASK;
         let secret = registry::key_initialized();
-        // CINUSE set, bit 3 clear (a whole multiple of 16), the keyed tag
-        // right, cacheable size (the flag bits do not change the class).
+        // CINUSE set, bit 3 clear (a whole multiple of 16), cacheable size
+        // (the flag bits do not change the class), the keyed tag right.
+        // (Larger chunks have their tag checked once, in `free_slow`.)
         if head.0 & 0b1010 == 0b0010
-            && tag_ok_keyed(ptr, head, secret)
             && size.wrapping_sub(32) <= MAX_CACHED_SIZE - 32
+            && tag_ok_keyed(ptr, head, secret)
         {
             let c = tcache::class_of(size);
             // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
@@ -207,10 +220,19 @@ unsafe fn free_slow(ptr: *mut u8) {
     if c.owner.is_null() {
         // SAFETY: a validated orphan direct chunk.
         unsafe { arena::orphan_free(c.chunk) }
-    } else {
-        // SAFETY: validated, live in its owner (caller).
-        unsafe { arena::free_to_owner(c, ptr) }
+        return;
     }
+    if !c.direct {
+        // SAFETY: validated as an in-use segment chunk.
+        let size = unsafe { Chunk::size(c.chunk) };
+        if let Some(m) = tcache::medium_class_of_chunk(size) {
+            if tcache::with(|tc| tc.push_medium(m, ptr)) {
+                return;
+            }
+        }
+    }
+    // SAFETY: validated, live in its owner (caller).
+    unsafe { arena::free_to_owner(c, ptr) }
 }
 
 /// `calloc`: `n * size` zeroed bytes; null on overflow or failure.

@@ -3,8 +3,17 @@
 //! tcache, with stronger link mangling).
 //!
 //! # Glossary
-//! - **class c**: chunk size `32 + 16 c`, for c in `0..64` (chunks of 32 to
-//!   1040 bytes; requests up to 1032 bytes, as glibc's tcache).
+//! - **small class c**: chunk size `32 + 16 c`, for c in `0..64` (chunks of
+//!   32 to 1040 bytes; requests up to 1032 bytes, as glibc's tcache). The
+//!   lock-free fast paths of `malloc` and `free` serve these.
+//! - **medium class c**: `MEDIUM_BASE + i` for i in `0..NMEDIUM`, chunk
+//!   sizes from 1,152 to 65,536 bytes, eight per doubling (1152, 1280, ...,
+//!   2048, 2304, ...). A medium request is rounded *up* to its class size
+//!   (at most 12.5% more), so that the chunk it gets is reusable for every
+//!   request of the class; a freed chunk goes to the largest class not above
+//!   its size. Without them, every 1-64 KiB malloc and free would take an
+//!   arena lock and walk dlmalloc's tree bins. Their entries are bounded in
+//!   number per class and in bytes per thread ([`MEDIUM_BUDGET`]).
 //! - **entry**: a cached chunk. The heap sees it as in use; the program has
 //!   freed it. Its first payload word holds the *mangled* link to the next
 //!   entry, its second word the cache key.
@@ -19,11 +28,14 @@
 //!
 //! # Invariants
 //! - entries in class c + `room[c]` == `MAX_COUNT[c]` for a live cache,
-//!   so a thread caches at most [`MAX_CACHED_BYTES`] bytes.
+//!   so a thread caches at most [`MAX_CACHED_BYTES`] bytes in small classes;
+//!   `medium_bytes` is the sum of the class sizes of the medium entries and
+//!   stays within [`MEDIUM_BUDGET`].
 //! - `heads[c]` is null ⟺ the list is empty; every entry lies in a segment
-//!   of some arena, has CINUSE set and a size of class c or c + 1 (refills
-//!   may hand out a chunk 16 bytes larger than asked, which dlmalloc does
-//!   when a remainder would be too small).
+//!   of some arena and has CINUSE set; a small entry has the size of class
+//!   c or c + 1 (refills may hand out a chunk 16 bytes larger than asked,
+//!   which dlmalloc does when a remainder would be too small), a medium
+//!   entry a size from class c's up to (not including) class c + 1's.
 //! - status: FRESH (never used; no room, so the first free takes the slow
 //!   path, which registers the exit hook) → LIVE → DEAD (after the
 //!   thread-exit flush; no room again and heads empty, so everything goes
@@ -37,20 +49,48 @@ use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// Number of size classes.
-pub const NCLASSES: usize = 64;
-/// The largest chunk size cached.
-pub const MAX_CACHED_SIZE: usize = MIN_CHUNK_SIZE + 16 * (NCLASSES - 1);
-/// The largest request served from the cache.
+/// Number of small classes.
+pub const NSMALL: usize = 64;
+/// The first medium class.
+pub const MEDIUM_BASE: usize = NSMALL;
+/// Medium classes per doubling of the size, as a power of two.
+const MEDIUM_STEPS_LOG: usize = 3;
+/// Number of medium classes: eight per doubling from 1 KiB to 64 KiB.
+pub const NMEDIUM: usize = 6 << MEDIUM_STEPS_LOG;
+/// Size of the class arrays (a power of two, so that masking an index
+/// proves it in bounds; the classes past the medium ones stay empty).
+pub const NCLASSES: usize = 128;
+const _: () = assert!(MEDIUM_BASE + NMEDIUM <= NCLASSES && NCLASSES.is_power_of_two());
+/// The largest chunk size of a small class (the free fast path's limit).
+pub const MAX_CACHED_SIZE: usize = MIN_CHUNK_SIZE + 16 * (NSMALL - 1);
+/// The largest request served from a small class.
 pub const MAX_CACHED_REQUEST: usize = MAX_CACHED_SIZE - CHUNK_OVERHEAD;
+/// The smallest and the largest medium chunk sizes.
+pub const MIN_MEDIUM_SIZE: usize = 1024 + (1024 >> MEDIUM_STEPS_LOG);
+pub const MAX_MEDIUM_SIZE: usize = 65536;
+/// The largest request served from a medium class.
+pub const MAX_MEDIUM_REQUEST: usize = MAX_MEDIUM_SIZE - CHUNK_OVERHEAD;
+/// The most bytes (by class size) one thread keeps in medium classes.
+pub const MEDIUM_BUDGET: usize = 128 << 10;
+
+/// Chunk size of medium class `MEDIUM_BASE + i`: `2^k + j 2^(k-3)` for
+/// the doubling `2^k` (from 1024) and eighth `j` in 1..=8.
+pub const fn medium_size(i: usize) -> usize {
+    let k = 10 + (i >> MEDIUM_STEPS_LOG);
+    let j = (i & ((1 << MEDIUM_STEPS_LOG) - 1)) + 1;
+    (1 << k) + j * (1 << (k - MEDIUM_STEPS_LOG))
+}
 
 /// Entries allowed per class: about 8 KiB worth, between 16 and 64 (more
 /// than glibc's 7: a random mix of sizes then rarely empties or overfills a
 /// class, which would cost a trip to the arena).
+///
+/// Medium classes: about 64 KiB worth, between 2 and 8 (and all of them
+/// together within [`MEDIUM_BUDGET`]).
 pub const MAX_COUNT: [u16; NCLASSES] = {
     let mut m = [0u16; NCLASSES];
     let mut c = 0;
-    while c < NCLASSES {
+    while c < NSMALL {
         let size = MIN_CHUNK_SIZE + 16 * c;
         let mut n = 8192 / size;
         if n < 16 {
@@ -62,6 +102,18 @@ pub const MAX_COUNT: [u16; NCLASSES] = {
         m[c] = n as u16;
         c += 1;
     }
+    let mut i = 0;
+    while i < NMEDIUM {
+        let mut n = (64 << 10) / medium_size(i);
+        if n < 2 {
+            n = 2;
+        }
+        if n > 8 {
+            n = 8;
+        }
+        m[MEDIUM_BASE + i] = n as u16;
+        i += 1;
+    }
     m
 };
 
@@ -70,7 +122,7 @@ pub const MAX_COUNT: [u16; NCLASSES] = {
 pub const MAX_CACHED_BYTES: usize = {
     let mut total = 0;
     let mut c = 0;
-    while c < NCLASSES {
+    while c < NSMALL {
         total += MAX_COUNT[c] as usize * (MIN_CHUNK_SIZE + 16 * c + 16);
         c += 1;
     }
@@ -92,6 +144,8 @@ pub(crate) struct ThreadCache {
     /// lets the fast path compare with zero instead of loading a limit.
     room: [usize; NCLASSES],
     status: u8,
+    /// Sum of the class sizes of the medium entries.
+    medium_bytes: usize,
     /// The arena this thread allocates from (null until first needed).
     pub(crate) arena: *mut Arena,
 }
@@ -101,6 +155,7 @@ impl ThreadCache {
         heads: [ptr::null_mut(); NCLASSES],
         room: [0; NCLASSES],
         status: FRESH,
+        medium_bytes: 0,
         arena: ptr::null_mut(),
     };
 }
@@ -282,12 +337,33 @@ impl ThreadCache {
         self.status == LIVE
     }
 
+    /// Pops an entry of any class, keeping the medium byte count.
+    pub(crate) fn take(&mut self, c: usize) -> *mut u8 {
+        let mem = self.pop(c);
+        if !mem.is_null() && c >= MEDIUM_BASE {
+            self.medium_bytes -= medium_size(c - MEDIUM_BASE);
+        }
+        mem
+    }
+
+    /// Caches `mem`, a validated in-use chunk of medium class `c`, if the
+    /// class and the medium budget have room (making room in the class if
+    /// needed). Returns false when it must go to its arena instead.
+    pub(crate) fn push_medium(&mut self, c: usize, mem: *mut u8) -> bool {
+        let size = medium_size(c - MEDIUM_BASE);
+        if self.medium_bytes + size > MEDIUM_BUDGET || !self.push(c, mem) {
+            return false;
+        }
+        self.medium_bytes += size;
+        true
+    }
+
     /// Gives `n` entries of class `c` back to their arenas.
     #[cold]
     pub(crate) fn flush_class(&mut self, c: usize, n: usize) {
         let mut batch = Batch::new();
         for _ in 0..n {
-            let mem = self.pop(c);
+            let mem = self.take(c);
             if mem.is_null() {
                 break;
             }
@@ -301,7 +377,7 @@ impl ThreadCache {
         let mut batch = Batch::new();
         for c in 0..NCLASSES {
             loop {
-                let mem = self.pop(c);
+                let mem = self.take(c);
                 if mem.is_null() {
                     break;
                 }
@@ -352,6 +428,7 @@ impl ThreadCache {
         }
         self.status = DEAD;
         self.room = [0; NCLASSES];
+        self.medium_bytes = 0;
         arena::detach(self.arena);
         self.arena = ptr::null_mut();
     }
@@ -463,6 +540,40 @@ pub(crate) fn flush_current() {
     });
 }
 
+/// The medium class for a request of `size` bytes: the smallest whose
+/// chunk size holds it. None outside the medium range.
+#[inline]
+pub(crate) fn medium_class(size: usize) -> Option<usize> {
+    if size <= MAX_CACHED_REQUEST || size > MAX_MEDIUM_REQUEST {
+        return None;
+    }
+    // The chunk size, minus one so that exact class sizes round to
+    // themselves: in the doubling 2^k < nb <= 2^(k+1), eighth j = 1..=8.
+    let nb1 = crate::chunk::request2size(size) - 1;
+    let k = (usize::BITS - 1 - nb1.leading_zeros()) as usize;
+    let j = ((nb1 - (1 << k)) >> (k - MEDIUM_STEPS_LOG)) + 1;
+    Some(MEDIUM_BASE + ((k - 10) << MEDIUM_STEPS_LOG) + j - 1)
+}
+
+/// The medium class a freed chunk of `size` bytes goes to: the largest
+/// whose size it covers. None for chunks smaller than the first medium
+/// class or as large as a whole doubling past the last.
+#[inline]
+pub(crate) fn medium_class_of_chunk(size: usize) -> Option<usize> {
+    if !(MIN_MEDIUM_SIZE..2 * MAX_MEDIUM_SIZE).contains(&size) {
+        return None;
+    }
+    let k = (usize::BITS - 1 - size.leading_zeros()) as usize;
+    let j = (size - (1 << k)) >> (k - MEDIUM_STEPS_LOG);
+    Some((MEDIUM_BASE + ((k - 10) << MEDIUM_STEPS_LOG) + j - 1).min(MEDIUM_BASE + NMEDIUM - 1))
+}
+
+/// The request that gets a chunk of exactly medium class `c`'s size.
+#[inline]
+pub(crate) fn medium_request(c: usize) -> usize {
+    medium_size(c - MEDIUM_BASE) - CHUNK_OVERHEAD
+}
+
 /// The class a request of `size` bytes uses, if cacheable:
 /// `class_of(request2size(size))`, computed directly (requests of 0..=24
 /// bytes get class 0, then one class per 16 bytes).
@@ -493,7 +604,65 @@ mod tests {
             assert_eq!(MIN_CHUNK_SIZE + 16 * c, request2size(size), "size {size}");
             assert_eq!(c, class_of(request2size(size)));
         }
-        assert!(MAX_COUNT.iter().all(|&n| (16..=64).contains(&n)));
+        assert!(MAX_COUNT[..NSMALL].iter().all(|&n| (16..=64).contains(&n)));
+    }
+
+    #[test]
+    fn medium_classes_round_up_by_at_most_an_eighth() {
+        assert_eq!(medium_size(0), MIN_MEDIUM_SIZE);
+        assert_eq!(medium_size(NMEDIUM - 1), MAX_MEDIUM_SIZE);
+        assert_eq!(medium_class(MAX_CACHED_REQUEST), None);
+        assert_eq!(medium_class(MAX_CACHED_REQUEST + 1), Some(MEDIUM_BASE));
+        assert_eq!(
+            medium_class(MAX_MEDIUM_REQUEST),
+            Some(MEDIUM_BASE + NMEDIUM - 1)
+        );
+        assert_eq!(medium_class(MAX_MEDIUM_REQUEST + 1), None);
+        for i in 1..NMEDIUM {
+            assert!(medium_size(i) > medium_size(i - 1));
+            assert_eq!(medium_size(i) % 128, 0);
+        }
+        for size in MAX_CACHED_REQUEST + 1..=MAX_MEDIUM_REQUEST {
+            let c = medium_class(size).unwrap();
+            let nb = request2size(size);
+            let got = medium_size(c - MEDIUM_BASE);
+            assert!(got >= nb, "size {size}: class {c} holds {got}");
+            assert!(
+                got <= nb + nb / 8,
+                "size {size}: class {c} wastes {}",
+                got - nb
+            );
+            if c > MEDIUM_BASE {
+                assert!(
+                    medium_size(c - MEDIUM_BASE - 1) < nb,
+                    "size {size}: not the smallest"
+                );
+            }
+            // A chunk of exactly the class size goes back to the class.
+            assert_eq!(medium_class_of_chunk(got), Some(c));
+            assert_eq!(request2size(medium_request(c)), got);
+        }
+        for size in (0..4 * MAX_MEDIUM_SIZE).step_by(16) {
+            match medium_class_of_chunk(size) {
+                None => assert!(size < MIN_MEDIUM_SIZE || size >= 2 * MAX_MEDIUM_SIZE),
+                Some(c) => {
+                    let i = c - MEDIUM_BASE;
+                    assert!(medium_size(i) <= size, "chunk {size} in class {c}");
+                    assert!(
+                        i == NMEDIUM - 1 || medium_size(i + 1) > size,
+                        "chunk {size}"
+                    );
+                }
+            }
+        }
+        let medium_max: usize = (0..NMEDIUM)
+            .map(|i| MAX_COUNT[MEDIUM_BASE + i] as usize * medium_size(i))
+            .sum();
+        assert!(medium_max > MEDIUM_BUDGET, "the budget binds: {medium_max}");
+        assert!(MAX_COUNT[MEDIUM_BASE..MEDIUM_BASE + NMEDIUM]
+            .iter()
+            .all(|&n| (2..=8).contains(&n)));
+        assert!(MAX_COUNT[MEDIUM_BASE + NMEDIUM..].iter().all(|&n| n == 0));
     }
 
     #[test]

@@ -158,8 +158,10 @@ impl TreeBins {
         unsafe {
             let xp = (*x).parent;
             let i = (*x).index as usize;
+            // (The parent is tested for plausibility first: it is rarely null
+            // or the root marker, and a plausible one needs no other test.)
             if i >= NTREEBINS
-                || !(xp.is_null() || xp == self.root_marker(i) || plausible_near(xp, x))
+                || !(plausible_near(xp, x) || xp.is_null() || xp == self.root_marker(i))
             {
                 return Unlinked::Corrupt;
             }

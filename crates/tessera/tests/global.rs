@@ -109,3 +109,28 @@ fn large_alignments_and_zeroed_blocks() {
         }
     }
 }
+
+#[test]
+fn medium_blocks_come_back_from_the_thread_cache() {
+    use tessera::global;
+    // Two requests of the same medium class (5,120-byte chunks): the second
+    // gets the first's block back, without a trip to the arena, and the
+    // whole class size is usable.
+    let a = global::malloc(5000);
+    assert!(!a.is_null());
+    // SAFETY: `a` is live; freed once.
+    unsafe { global::free(a) };
+    let b = global::malloc(4990);
+    assert_eq!(a, b, "the freed medium block is reused first");
+    // SAFETY: `b` is live.
+    assert!(unsafe { global::usable_size(b) } >= 5120 - 8);
+    // SAFETY: `b` is live; freed once.
+    unsafe { global::free(b) };
+    // A size of another class does not get it.
+    let c = global::malloc(9000);
+    assert_ne!(c, b);
+    // SAFETY: live; freed once.
+    unsafe { global::free(c) };
+    global::flush_thread_cache();
+    global::check().expect("arenas consistent after flushing medium entries");
+}

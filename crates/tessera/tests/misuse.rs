@@ -54,6 +54,12 @@ fn commit(scenario: &str) {
                 global::free(a);
                 global::free(a);
             }
+            "double_free_medium_cached" => {
+                // 5000 bytes: a medium class of the thread cache.
+                let a = global::malloc(5000);
+                global::free(a);
+                global::free(a);
+            }
             "double_free_global_small_bin" => {
                 let a = global::malloc(5000);
                 let _guard = global::malloc(5000);
@@ -224,6 +230,7 @@ misuse! {
     double_free_into_top => "double free";
     double_free_direct => "double free";
     double_free_thread_cached => "double free";
+    double_free_medium_cached => "double free";
     double_free_global_small_bin => "double free";
     free_stack => "no Tessera heap handed out";
     free_global => "no Tessera heap handed out";
