@@ -644,7 +644,7 @@ mod tests {
         }
         for size in (0..4 * MAX_MEDIUM_SIZE).step_by(16) {
             match medium_class_of_chunk(size) {
-                None => assert!(size < MIN_MEDIUM_SIZE || size >= 2 * MAX_MEDIUM_SIZE),
+                None => assert!(!(MIN_MEDIUM_SIZE..2 * MAX_MEDIUM_SIZE).contains(&size)),
                 Some(c) => {
                     let i = c - MEDIUM_BASE;
                     assert!(medium_size(i) <= size, "chunk {size} in class {c}");
