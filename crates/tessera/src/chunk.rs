@@ -142,8 +142,12 @@ impl Head {
     pub const PINUSE: usize = 1;
     /// This chunk is in use (dlmalloc's CINUSE_BIT).
     pub const CINUSE: usize = 2;
-    /// Spare bit. Tessera: the chunk is parked in a thread cache (in use as
-    /// far as the heap knows, free as far as the program knows).
+    /// Spare bit, never set in a live heap. (Marking chunks parked in a
+    /// thread cache with it was tried and dropped: the cache's owner works
+    /// without the arena lock, while another thread holding the lock may
+    /// flip PINUSE in the same head word, so one of the two updates would
+    /// be lost. So snapshots show cached chunks as in use, which is what
+    /// the heap sees; `inspect` still decodes the bit as `cached`.)
     pub const FLAG4: usize = 4;
     /// PINUSE | CINUSE.
     pub const INUSE_BITS: usize = Self::PINUSE | Self::CINUSE;
