@@ -149,9 +149,11 @@ fn threads_with_cross_thread_frees_keep_every_block_intact() {
         })
         .collect();
     drop(txs);
+    // Join every thread before draining any channel: a thread still
+    // running may send to a finished one's receiver, which must stay alive.
+    let finished: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let mut leftovers = Vec::new();
-    for h in handles {
-        let (mine, rx) = h.join().unwrap();
+    for (mine, rx) in finished {
         leftovers.extend(mine);
         leftovers.extend(rx.try_iter());
     }
