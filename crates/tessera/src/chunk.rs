@@ -43,7 +43,8 @@
 //!
 //! Flag bits of `head` (see [`Head`]): `P` = PINUSE (bit 0, the *previous*
 //! chunk is in use), `C` = CINUSE (bit 1, this chunk is in use), `4` = FLAG4
-//! (bit 2; unused by dlmalloc and by Tessera). Chunks that were mapped
+//! (bit 2; unused by dlmalloc; Tessera sets it in snapshots on chunks parked
+//! in a thread cache, see [`Head::FLAG4`]). Chunks that were mapped
 //! directly from the OS have both P and C clear; their prev_foot holds the
 //! distance back to the start of their mapping. A fencepost has head
 //! `8 | C | P` and ends a segment.
@@ -142,12 +143,13 @@ impl Head {
     pub const PINUSE: usize = 1;
     /// This chunk is in use (dlmalloc's CINUSE_BIT).
     pub const CINUSE: usize = 2;
-    /// Spare bit, never set in a live heap. (Marking chunks parked in a
-    /// thread cache with it was tried and dropped: the cache's owner works
-    /// without the arena lock, while another thread holding the lock may
-    /// flip PINUSE in the same head word, so one of the two updates would
-    /// be lost. So snapshots show cached chunks as in use, which is what
-    /// the heap sees; `inspect` still decodes the bit as `cached`.)
+    /// Spare bit. Tessera: the chunk is parked in a thread cache (in use as
+    /// far as the heap knows, free as far as the program knows), set only
+    /// while a snapshot of its arena is written, by the cache's own thread
+    /// holding the arena's lock (`tcache::mark_entries_of`). It is not kept
+    /// set while the chunk is cached: the cache works without the arena
+    /// lock, while another thread holding the lock may flip PINUSE in the
+    /// same head word, and one of the two updates would be lost.
     pub const FLAG4: usize = 4;
     /// PINUSE | CINUSE.
     pub const INUSE_BITS: usize = Self::PINUSE | Self::CINUSE;

@@ -494,9 +494,20 @@ pub fn set_footprint_limit(bytes: usize) -> usize {
 }
 
 /// Writes a snapshot of every arena (see `inspect`), one after the other,
-/// without allocating.
+/// without allocating. The calling thread's cached chunks show as `cached`.
+/// The sink is called with an arena's lock held, so it must not allocate
+/// either (a file descriptor, or a buffer reserved beforehand).
 pub fn write_snapshot(sink: &mut dyn crate::inspect::Sink, max_pages: usize) {
-    for_each_heap(&mut |_, h| h.write_snapshot(sink, max_pages));
+    arena::for_each(&mut |_, a| {
+        // SAFETY: `a` is locked by for_each until this closure returns, and
+        // the marks are cleared before it does.
+        unsafe { tcache::mark_entries_of(a, true) };
+        // SAFETY: a temporary handle over a locked arena, never dropped.
+        let h = core::mem::ManuallyDrop::new(unsafe { Heap::from_raw(a) });
+        h.write_snapshot(sink, max_pages);
+        // SAFETY: as above.
+        unsafe { tcache::mark_entries_of(a, false) };
+    });
 }
 
 /// Fork support: call before `fork`. The allocator registers these three

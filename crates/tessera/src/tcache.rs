@@ -42,7 +42,7 @@
 //!   straight to the arenas).
 
 use crate::arena::{self, Arena};
-use crate::chunk::{CHUNK_OVERHEAD, MIN_CHUNK_SIZE};
+use crate::chunk::{Chunk, CHUNK_OVERHEAD, MIN_CHUNK_SIZE};
 use crate::registry;
 use crate::report::{fatal, Misuse};
 use core::cell::UnsafeCell;
@@ -529,6 +529,38 @@ fn register_exit_hook() {
 
 extern "C" fn thread_exit(_: *mut libc::c_void) {
     with(|tc| tc.shut_down());
+}
+
+/// Sets (`on`) or clears FLAG4 in the heads of the calling thread's cached
+/// chunks that belong to arena `owner`, so that a snapshot of that arena
+/// shows them as cached rather than in use.
+///
+/// # Safety
+/// The caller holds `owner`'s lock and clears the marks before releasing
+/// it. (Only holders of an arena's lock write the heads of its chunks, so
+/// the marks race with no other write; the thread cache never writes
+/// heads.)
+pub(crate) unsafe fn mark_entries_of(owner: *mut Arena, on: bool) {
+    with(|tc| {
+        for c in 0..NCLASSES {
+            let mut mem = tc.heads[c];
+            let mut n = 0;
+            while !mem.is_null() && n < MAX_COUNT[c] {
+                let p = Chunk::from_mem(mem);
+                // SAFETY: entries are in-use chunks in live segments, and
+                // `owner` is locked (caller).
+                unsafe {
+                    if (*crate::segment::Segment::of(p.cast())).owner == owner.cast() {
+                        let h = Chunk::head(p).0;
+                        let flag = crate::chunk::Head::FLAG4;
+                        Chunk::set_head(p, if on { h | flag } else { h & !flag });
+                    }
+                    mem = demangle(mem.cast::<usize>().read(), mem);
+                }
+                n += 1;
+            }
+        }
+    });
 }
 
 /// Flushes the calling thread's cache (malloc_trim, tests).

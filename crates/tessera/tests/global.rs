@@ -134,3 +134,44 @@ fn medium_blocks_come_back_from_the_thread_cache() {
     global::flush_thread_cache();
     global::check().expect("arenas consistent after flushing medium entries");
 }
+
+#[test]
+fn snapshots_show_this_threads_cached_chunks_as_cached() {
+    use tessera::global;
+    use tessera::inspect::{ChunkKind, Snapshot};
+    let live = global::malloc(200);
+    let cached = global::malloc(200);
+    // SAFETY: live; freed once, into this thread's cache.
+    unsafe { global::free(cached) };
+    // The sink runs under an arena lock and must not allocate: reserve.
+    let mut text = Vec::with_capacity(64 << 20);
+    let reserved = text.capacity();
+    global::write_snapshot(&mut text, 0);
+    assert_eq!(text.capacity(), reserved, "the sink grew under the lock");
+    let text = String::from_utf8(text).unwrap();
+    // One snapshot per arena, concatenated: find the chunks in any of them.
+    let mut kinds = std::collections::HashMap::new();
+    for part in text.split_inclusive("end\n") {
+        let snap = Snapshot::parse(part).expect("a snapshot that parses");
+        for c in &snap.chunks {
+            kinds.insert(c.addr, c.kind);
+        }
+    }
+    let mem_of = |addr: usize| addr + 16;
+    let kind = |p: *mut u8| {
+        kinds
+            .iter()
+            .find(|(&a, _)| mem_of(a) == p as usize)
+            .map(|(_, &k)| k)
+    };
+    assert_eq!(kind(cached), Some(ChunkKind::Cached));
+    assert_eq!(kind(live), Some(ChunkKind::InUse));
+    // The marks are gone once the snapshot is written.
+    global::check().expect("heads restored");
+    // SAFETY: live; freed once.
+    unsafe { global::free(live) };
+    let again = global::malloc(200);
+    assert_eq!(again, live, "the cache still works after the snapshot");
+    // SAFETY: live; freed once.
+    unsafe { global::free(again) };
+}
