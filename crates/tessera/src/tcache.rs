@@ -542,10 +542,10 @@ extern "C" fn thread_exit(_: *mut libc::c_void) {
 /// heads.)
 pub(crate) unsafe fn mark_entries_of(owner: *mut Arena, on: bool) {
     with(|tc| {
-        for c in 0..NCLASSES {
-            let mut mem = tc.heads[c];
+        for (&head, &max) in tc.heads.iter().zip(&MAX_COUNT) {
+            let mut mem = head;
             let mut n = 0;
-            while !mem.is_null() && n < MAX_COUNT[c] {
+            while !mem.is_null() && n < max {
                 let p = Chunk::from_mem(mem);
                 // SAFETY: entries are in-use chunks in live segments, and
                 // `owner` is locked (caller).
