@@ -173,6 +173,12 @@ fn initialise() -> bool {
     if let Some(v) = env::count_var(c"TESSERA_ARENA_MAX") {
         global::set_tunable(Tunable::ArenaMax, v);
     }
+    let name = c"TESSERA_TCACHE_MEDIUM";
+    if let Some(v) = env::size_var(name) {
+        if !global::set_tunable(Tunable::MediumCache, v) {
+            env::warn(name, env::get(name).unwrap_or(b""), "a size up to 16M");
+        }
+    }
     let mut mode = READY;
 
     let mut path = StackBuf::<{ env::PATH_MAX }>::new();

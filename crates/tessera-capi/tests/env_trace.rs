@@ -206,6 +206,36 @@ fn mmap_threshold_and_arena_max_from_the_environment() {
 }
 
 #[test]
+fn medium_classes_follow_the_environment() {
+    let Some((out, _)) = env_run(&[]) else {
+        return;
+    };
+    // 5,000 bytes is a 5,008-byte chunk, rounded up to the 5,120-byte class.
+    assert!(
+        out.contains("usable5000=5112\n"),
+        "rounded by default: {out}"
+    );
+    let (out, err) = env_run(&[("TESSERA_TCACHE_MEDIUM", "0")]).unwrap();
+    assert!(
+        out.contains("usable5000=5000\n"),
+        "not rounded when off: {out}"
+    );
+    assert!(err.is_empty(), "{err}");
+    let (out, _) = env_run(&[("TESSERA_TCACHE_MEDIUM", "1M")]).unwrap();
+    assert!(out.contains("usable5000=5112\n"), "{out}");
+    let (out, err) = env_run(&[("TESSERA_TCACHE_MEDIUM", "64M")]).unwrap();
+    assert!(
+        out.contains("usable5000=5112\n"),
+        "the default stays: {out}"
+    );
+    assert!(
+        err.contains("tessera: ignoring") && err.contains("TESSERA_TCACHE_MEDIUM"),
+        "one warning: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
 fn malformed_values_warn_once_and_keep_the_default() {
     let Some((out, err)) = env_run(&[
         ("TESSERA_MMAP_THRESHOLD", "lots"),

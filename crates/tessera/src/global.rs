@@ -439,6 +439,11 @@ pub enum Tunable {
     MmapMax,
     /// M_ARENA_MAX (0 = default, 8 x cores).
     ArenaMax,
+    /// Bytes each thread may keep in the medium classes of its cache
+    /// (1-64 KiB blocks; default 128 KiB, at most 16 MiB). 0 turns the
+    /// medium classes off: such requests are then neither rounded up to a
+    /// class nor cached, for the least memory.
+    MediumCache,
 }
 
 /// Sets a tunable for every arena, present and future. Returns false when
@@ -450,6 +455,7 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
             arena::set_limit(value);
             return true;
         }
+        Tunable::MediumCache => return tcache::set_medium_budget(value),
         _ => {}
     }
     arena::update_config(|c| {
@@ -458,7 +464,7 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
             Tunable::TrimThreshold => c.trim_threshold = value,
             Tunable::TopPad => c.top_pad = value,
             Tunable::MmapMax => c.mmap_max = value,
-            Tunable::ArenaMax => {}
+            Tunable::ArenaMax | Tunable::MediumCache => {}
         }
         // As in glibc, choosing a threshold by hand ends the dynamic rule.
         c.dynamic_threshold = false;

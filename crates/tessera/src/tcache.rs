@@ -13,7 +13,8 @@
 //!   request of the class; a freed chunk goes to the largest class not above
 //!   its size. Without them, every 1-64 KiB malloc and free would take an
 //!   arena lock and walk dlmalloc's tree bins. Their entries are bounded in
-//!   number per class and in bytes per thread ([`MEDIUM_BUDGET`]).
+//!   number per class and in bytes per thread ([`MEDIUM_BUDGET`] by default,
+//!   `Tunable::MediumCache` / `TESSERA_TCACHE_MEDIUM`; 0 turns them off).
 //! - **entry**: a cached chunk. The heap sees it as in use; the program has
 //!   freed it. Its first payload word holds the *mangled* link to the next
 //!   entry, its second word the cache key.
@@ -70,8 +71,25 @@ pub const MIN_MEDIUM_SIZE: usize = 1024 + (1024 >> MEDIUM_STEPS_LOG);
 pub const MAX_MEDIUM_SIZE: usize = 65536;
 /// The largest request served from a medium class.
 pub const MAX_MEDIUM_REQUEST: usize = MAX_MEDIUM_SIZE - CHUNK_OVERHEAD;
-/// The most bytes (by class size) one thread keeps in medium classes.
+/// The most bytes (by class size) one thread keeps in medium classes, by
+/// default.
 pub const MEDIUM_BUDGET: usize = 128 << 10;
+/// The largest medium budget [`set_medium_budget`] accepts.
+pub const MAX_MEDIUM_BUDGET: usize = 16 << 20;
+/// The medium budget in effect ([`MEDIUM_BUDGET`] unless set; 0 turns the
+/// medium classes off: no rounding up, no caching).
+static MEDIUM_LIMIT: AtomicUsize = AtomicUsize::new(MEDIUM_BUDGET);
+
+/// Sets the per-thread medium budget (0 turns the medium classes off);
+/// false when above [`MAX_MEDIUM_BUDGET`]. Entries already cached stay
+/// until their class is used or flushed.
+pub(crate) fn set_medium_budget(bytes: usize) -> bool {
+    if bytes > MAX_MEDIUM_BUDGET {
+        return false;
+    }
+    MEDIUM_LIMIT.store(bytes, Ordering::Relaxed);
+    true
+}
 
 /// Chunk size of medium class `MEDIUM_BASE + i`: `2^k + j 2^(k-3)` for
 /// the doubling `2^k` (from 1024) and eighth `j` in 1..=8.
@@ -351,7 +369,7 @@ impl ThreadCache {
     /// needed). Returns false when it must go to its arena instead.
     pub(crate) fn push_medium(&mut self, c: usize, mem: *mut u8) -> bool {
         let size = medium_size(c - MEDIUM_BASE);
-        if self.medium_bytes + size > MEDIUM_BUDGET || !self.push(c, mem) {
+        if self.medium_bytes + size > MEDIUM_LIMIT.load(Ordering::Relaxed) || !self.push(c, mem) {
             return false;
         }
         self.medium_bytes += size;
@@ -576,7 +594,10 @@ pub(crate) fn flush_current() {
 /// chunk size holds it. None outside the medium range.
 #[inline]
 pub(crate) fn medium_class(size: usize) -> Option<usize> {
-    if size <= MAX_CACHED_REQUEST || size > MAX_MEDIUM_REQUEST {
+    if size <= MAX_CACHED_REQUEST
+        || size > MAX_MEDIUM_REQUEST
+        || MEDIUM_LIMIT.load(Ordering::Relaxed) == 0
+    {
         return None;
     }
     // The chunk size, minus one so that exact class sizes round to

@@ -1,6 +1,8 @@
 /* Prints what the environment configured, for the configuration tests:
- * whether a 512 KiB block is mapped directly (the mmap threshold) and how
- * many arenas 8 busy threads end up using (TESSERA_ARENA_MAX). */
+ * whether a 512 KiB block is mapped directly (the mmap threshold), the
+ * usable size of a 5,000-byte block (rounded up to its medium class unless
+ * TESSERA_TCACHE_MEDIUM=0) and how many arenas 8 busy threads end up using
+ * (TESSERA_ARENA_MAX). */
 #include "check.h"
 
 #include <malloc.h>
@@ -22,6 +24,10 @@ int main(void) {
     CHECK(p != NULL);
     printf("direct=%zu\n", mallinfo2().hblks - h0);
     free(p);
+    void *m = malloc(5000);
+    CHECK(m != NULL);
+    printf("usable5000=%zu\n", malloc_usable_size(m));
+    free(m);
 
     pthread_t t[8];
     CHECK(pthread_barrier_init(&go, NULL, 8) == 0);
