@@ -195,14 +195,24 @@ fn mmap_threshold_and_arena_max_from_the_environment() {
         "512 KiB is above the default 256K: {out}"
     );
     assert!(err.is_empty(), "no warnings by default: {err}");
-    let (out, _) = env_run(&[("TESSERA_MMAP_THRESHOLD", "1M")]).unwrap();
-    assert!(out.contains("direct=0"), "{out}");
-    let (out, _) = env_run(&[("TESSERA_MMAP_THRESHOLD", "1024k")]).unwrap();
-    assert!(out.contains("direct=0"), "{out}");
-    let (out, _) = env_run(&[("TESSERA_MMAP_THRESHOLD", "131072")]).unwrap();
-    assert!(out.contains("direct=1"), "{out}");
-    let (out, _) = env_run(&[("TESSERA_ARENA_MAX", "1")]).unwrap();
-    assert!(out.contains("arenas=1\n"), "{out}");
+    expect_out(("TESSERA_MMAP_THRESHOLD", "1M"), "direct=0");
+    expect_out(("TESSERA_MMAP_THRESHOLD", "1024k"), "direct=0");
+    expect_out(("TESSERA_MMAP_THRESHOLD", "131072"), "direct=1");
+    expect_out(("TESSERA_ARENA_MAX", "1"), "arenas=1\n");
+}
+
+/// Runs the env program with one variable set (gcc is known to be there:
+/// callers ran `env_run` first), asserts that its output has `line`, and
+/// returns its stderr.
+fn expect_out(var: (&str, &str), line: &str) -> String {
+    let (out, err) = env_run(&[var]).unwrap();
+    assert!(
+        out.contains(line),
+        "{}={}: no `{line}` in {out}",
+        var.0,
+        var.1
+    );
+    err
 }
 
 #[test]
@@ -215,19 +225,12 @@ fn medium_classes_follow_the_environment() {
         out.contains("usable5000=5112\n"),
         "rounded by default: {out}"
     );
-    let (out, err) = env_run(&[("TESSERA_TCACHE_MEDIUM", "0")]).unwrap();
-    assert!(
-        out.contains("usable5000=5000\n"),
-        "not rounded when off: {out}"
-    );
+    // Off: not rounded, and no warning.
+    let err = expect_out(("TESSERA_TCACHE_MEDIUM", "0"), "usable5000=5000\n");
     assert!(err.is_empty(), "{err}");
-    let (out, _) = env_run(&[("TESSERA_TCACHE_MEDIUM", "1M")]).unwrap();
-    assert!(out.contains("usable5000=5112\n"), "{out}");
-    let (out, err) = env_run(&[("TESSERA_TCACHE_MEDIUM", "64M")]).unwrap();
-    assert!(
-        out.contains("usable5000=5112\n"),
-        "the default stays: {out}"
-    );
+    expect_out(("TESSERA_TCACHE_MEDIUM", "1M"), "usable5000=5112\n");
+    // Out of range: the default stays, with one warning.
+    let err = expect_out(("TESSERA_TCACHE_MEDIUM", "64M"), "usable5000=5112\n");
     assert!(
         err.contains("tessera: ignoring") && err.contains("TESSERA_TCACHE_MEDIUM"),
         "one warning: {err}"

@@ -257,21 +257,12 @@ pub fn plausible_near<T, U>(p: *mut T, near: *mut U) -> bool {
     !CHECKS || (p as usize ^ near as usize) & SAME_SLOT_ALIGNED == 0 || plausible(p)
 }
 
-/// [`checked_link`] with the fast path of [`plausible_near`].
+/// Returns `p` if it is null or [`plausible_near`] the chunk `near` it was
+/// read from; otherwise reports corrupted free-list links and aborts. For
+/// every link read out of a free chunk before it is followed.
 #[inline(always)]
 pub fn checked_link_near<T, U>(p: *mut T, near: *mut U) -> *mut T {
     if !p.is_null() && !plausible_near(p, near) {
-        crate::report::fatal(crate::report::Misuse::CorruptLinks, p.cast());
-    }
-    p
-}
-
-/// Returns `p` if it is null or [`plausible`]; otherwise reports corrupted
-/// free-list links and aborts. For every link read out of a free chunk
-/// before it is followed.
-#[inline(always)]
-pub fn checked_link<T>(p: *mut T) -> *mut T {
-    if !p.is_null() && !plausible(p) {
         crate::report::fatal(crate::report::Misuse::CorruptLinks, p.cast());
     }
     p

@@ -1252,7 +1252,6 @@ pub(crate) enum Owned {
     Direct(*mut Chunk),
 }
 
-/// Offset of the state inside the first segment, and of the first chunk.
 /// Where the first chunk of a heap's first segment starts: at a fixed
 /// offset, whatever the state's exact size, so that the layout a learner
 /// sees (and the golden grids) does not move when a field is added. The
@@ -1260,6 +1259,7 @@ pub(crate) enum Owned {
 /// sources Tessera ships; a larger source moves the first chunk up).
 pub const FIRST_CHUNK_OFFSET: usize = 1024;
 
+/// Offset of the state inside the first segment, and of the first chunk.
 const fn state_offsets<S: PageSource>() -> (usize, usize) {
     let align = core::mem::align_of::<State<S>>();
     let state_off = align_up(SEGMENT_HEADER, align);

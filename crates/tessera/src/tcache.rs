@@ -205,11 +205,6 @@ pub(crate) const fn class_of(size: usize) -> usize {
 }
 
 #[inline(always)]
-fn key() -> usize {
-    registry::key_initialized() ^ KEY_SALT
-}
-
-#[inline(always)]
 fn mangle(next: *mut u8, slot: *mut u8, secret: usize) -> usize {
     next as usize ^ (slot as usize >> 12) ^ secret
 }
@@ -264,7 +259,8 @@ impl ThreadCache {
     /// Puts `mem` at the head of class `c` (which has room).
     #[inline(always)]
     fn link(&mut self, c: usize, mem: *mut u8, secret: usize) {
-        // SAFETY: the program gave `mem` up; its first two payload words are
+        // SAFETY: `mem` is an in-use chunk nobody else holds (freed by the
+        // program, or fresh from a refill): its first two payload words are
         // ours while it is cached.
         unsafe {
             let words = mem.cast::<usize>();
@@ -283,11 +279,13 @@ impl ThreadCache {
         if self.room[c] == 0 {
             return self.push_slow(c, mem);
         }
+        let secret = registry::key_initialized();
         // SAFETY: as in `try_push`.
-        if crate::chunk::CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == key() {
+        if crate::chunk::CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == secret ^ KEY_SALT
+        {
             self.check_double_free(c, mem);
         }
-        self.link(c, mem, registry::key_initialized());
+        self.link(c, mem, secret);
         true
     }
 
@@ -426,14 +424,8 @@ impl ThreadCache {
             if p.is_null() {
                 break;
             }
-            // SAFETY: a fresh chunk; its payload is ours.
-            unsafe {
-                p.cast::<usize>()
-                    .write(mangle(self.heads[c], p, registry::key_initialized()));
-                p.cast::<usize>().add(1).write(key());
-            }
-            self.heads[c] = p;
-            self.room[c] -= 1;
+            // A fresh in-use chunk of class c, and the class has room.
+            self.link(c, p, registry::key_initialized());
         }
         first
     }
@@ -600,12 +592,15 @@ pub(crate) fn medium_class(size: usize) -> Option<usize> {
     {
         return None;
     }
-    // The chunk size, minus one so that exact class sizes round to
-    // themselves: in the doubling 2^k < nb <= 2^(k+1), eighth j = 1..=8.
-    let nb1 = crate::chunk::request2size(size) - 1;
-    let k = (usize::BITS - 1 - nb1.leading_zeros()) as usize;
-    let j = ((nb1 - (1 << k)) >> (k - MEDIUM_STEPS_LOG)) + 1;
-    Some(MEDIUM_BASE + ((k - 10) << MEDIUM_STEPS_LOG) + j - 1)
+    // The largest class not above the chunk size (the first class for
+    // chunks below it), then one up unless the chunk fits exactly.
+    let nb = crate::chunk::request2size(size);
+    let c = medium_class_of_chunk(nb).unwrap_or(MEDIUM_BASE);
+    Some(if medium_size(c - MEDIUM_BASE) < nb {
+        c + 1
+    } else {
+        c
+    })
 }
 
 /// The medium class a freed chunk of `size` bytes goes to: the largest
