@@ -61,20 +61,53 @@ pub fn normalise(text: &str, snap: &Snapshot) -> String {
 
 /// Replays `trace` and draws the page its last step changed, with the
 /// bytes that step changed, the bins and the histogram.
+/// Rewrites every captured 8-byte word as `normalise` rewrites the text:
+/// an address in the segment at `seg` as if the segment were at
+/// 0x7f00_0000_0000, one in a direct mapping as if it were at
+/// 0x7e00_0000_0000, and every tag (bits 48..63) as 0x7777, in place.
+fn rebase_words(snap: &mut Snapshot, seg: usize) {
+    let directs: Vec<(usize, usize)> = snap
+        .directs
+        .iter()
+        .map(|d| (d.header, d.map_size))
+        .collect();
+    for page in snap.pages.values_mut() {
+        for word in page.chunks_exact_mut(8) {
+            let mut v = usize::from_le_bytes(word.try_into().unwrap());
+            if v >> 48 != 0 {
+                v = v & ((1 << 48) - 1) | 0x7777 << 48;
+            } else if v >= seg && v < seg + SEGMENT {
+                v = 0x7f00_0000_0000 + (v - seg);
+            } else if let Some(&(h, _)) = directs.iter().find(|&&(h, n)| v >= h && v < h + n) {
+                v = 0x7e00_0000_0000 + (v - h);
+            }
+            word.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
 pub fn draw_last_step(trace: Trace) -> (String, Snapshot) {
     let n = trace.records.len();
     let mut s = Session::new(trace, false);
     s.fast_forward(n - 1).unwrap();
     s.set_tracking(true);
-    let before = s.snapshot().clone();
+    let mut before = s.snapshot().clone();
     let before_req = s.requests().clone();
     let info = s.step().unwrap().unwrap();
     let page = info.focus.expect("the step changed a page");
     let snap = s.snapshot().clone();
     let view = PageView::new(&snap, page, Some(s.requests()));
+    // "Bytes this step changed" compares raw bytes, which hold addresses
+    // and tags: compare copies rewritten as `normalise` rewrites the text,
+    // so that the marks do not depend on where the kernel put the segment.
+    let seg = snap.segments.first().map_or(0, |s| s.base);
+    let mut after = snap.clone();
+    rebase_words(&mut before, seg);
+    rebase_words(&mut after, seg);
+    let new = PageView::new(&after, page, Some(s.requests()));
     let old = PageView::new(&before, page, Some(&before_req));
     let opts = GridOptions {
-        changes: Some(view.changes(&old)),
+        changes: Some(new.changes(&old)),
         ..GridOptions::default()
     };
     let mut out = text::page(&view, &opts, Style::Plain);
