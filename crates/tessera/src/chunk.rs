@@ -50,13 +50,16 @@
 //! `8 | C | P` and ends a segment.
 //!
 //! Tessera addition: bits 48..63 of an in-use segment chunk's head hold a
-//! **tag**, a 16-bit keyed hash of the chunk's address and size
-//! ([`tag_for`]). Sizes never reach 2^48, so dlmalloc's layout is unchanged
-//! below; `free` recomputes the tag, which catches an overflow that rewrote
-//! the header and a pointer that is not the start of a chunk (the odds that
-//! garbage carries the right tag are 1 in 65,536). Free chunks, top,
-//! fenceposts and direct chunks carry no tag (they are checked by boundary
-//! tags, links and keyed mapping headers).
+//! **tag**: a mark bit (63, always set) and a 15-bit keyed hash of the
+//! chunk's address, size and CINUSE bit ([`tag_for`]). Sizes never reach
+//! 2^48, so dlmalloc's layout is unchanged below; `free` recomputes the tag,
+//! which catches an overflow that rewrote the header and a pointer that is
+//! not the start of a chunk (the odds that garbage carries the right tag are
+//! 1 in 32,768). Free chunks, top, fenceposts and direct chunks carry no tag
+//! (they are checked by boundary tags, links and keyed mapping headers), so
+//! the mark bit alone tells a tagged head from theirs: a tag check passes
+//! only on an in-use chunk, and the free fast path needs no separate test of
+//! the flag bits.
 //!
 //! # Invariants (all chunks except fenceposts)
 //! - `chunk % 16 == 0` and `size % 16 == 0` and `size >= MIN_CHUNK_SIZE`.
@@ -159,6 +162,11 @@ impl Head {
     pub const TAG_SHIFT: u32 = 48;
     /// The size bits: everything between the flags and the tag.
     pub const SIZE_MASK: usize = ((1 << Self::TAG_SHIFT) - 1) & !Self::FLAG_BITS;
+    /// The bits a tag covers: the size and CINUSE (not PINUSE, which the
+    /// neighbour's owner flips, nor FLAG4).
+    pub const TAGGED: usize = Self::SIZE_MASK | Self::CINUSE;
+    /// The tag bit every tag has set ("this head carries a tag").
+    pub const TAG_MARK: usize = 1 << 63;
     /// The head of a fencepost: a pseudo chunk of size 8, in use, whose
     /// predecessor is in use. Ends every segment so that nothing coalesces
     /// past it.
@@ -213,28 +221,31 @@ impl Head {
 pub const CHECKS: bool = !cfg!(feature = "unchecked");
 
 /// The tag an in-use chunk at `p` of `size` bytes carries in its head
-/// (already shifted into bits 48..63): the top 16 bits of a
-/// multiply-shift hash of its payload address and size, keyed by the
-/// process secret as the multiplier.
+/// (already shifted into bits 48..63): [`Head::TAG_MARK`] and bits 48..62
+/// of a multiply-shift hash of its payload address, size and CINUSE,
+/// keyed by the process secret as the multiplier.
 #[inline(always)]
 pub fn tag_for(p: *mut Chunk, size: usize) -> usize {
     if !CHECKS {
         return 0;
     }
     let mem = (p as usize).wrapping_add(MEM_OFFSET);
-    tag_hash(mem, size, crate::registry::key_initialized()) & !((1 << Head::TAG_SHIFT) - 1)
+    let hash = tag_hash(mem, size | Head::CINUSE, crate::registry::key_initialized());
+    (hash | Head::TAG_MARK) & !((1 << Head::TAG_SHIFT) - 1)
 }
 
-/// The hash whose top 16 bits are the tag (the low bits are discarded):
-/// `(mem ^ size) * secret`, multiply-shift hashing with the odd random
-/// process key as the multiplier, so that for two different (address,
-/// size) pairs the tags agree with odds of about 2 in 65,536 over the
-/// choice of key. Two instructions (one xor, one multiply) on top of the
-/// free path's loads. The payload address rather than the chunk's, so
-/// that `free` hashes the pointer it is given.
+/// The hash whose bits 48..62 are the tag (the others are discarded):
+/// `(mem ^ tagged) * secret`, where `tagged` is the head's size and CINUSE
+/// bits, shifted right once so that bit 63 is clear and the top 15 bits of
+/// the product land in bits 48..62. Multiply-shift hashing with the odd
+/// random process key as the multiplier: for two different (address, size)
+/// pairs the tags agree with odds of about 2 in 32,768 over the choice of
+/// key. Three instructions (xor, multiply, shift) on top of the free
+/// path's loads. The payload address rather than the chunk's, so that
+/// `free` hashes the pointer it is given.
 #[inline(always)]
-fn tag_hash(mem: usize, size: usize, secret: usize) -> usize {
-    (mem ^ size).wrapping_mul(secret)
+fn tag_hash(mem: usize, tagged: usize, secret: usize) -> usize {
+    (mem ^ tagged).wrapping_mul(secret) >> 1
 }
 
 /// Could `p` (non-null, read from heap memory) be a chunk of some Tessera
@@ -268,7 +279,9 @@ pub fn checked_link_near<T, U>(p: *mut T, near: *mut U) -> *mut T {
     p
 }
 
-/// Does the in-use head `head` of chunk `p` carry the right tag?
+/// Does the head `head` of chunk `p` carry the right tag? Only an in-use
+/// chunk's can (CINUSE is hashed, and untagged heads lack the mark).
+/// Always true without the checks.
 #[inline(always)]
 pub fn tag_ok(p: *mut Chunk, head: Head) -> bool {
     let mem = (p as usize).wrapping_add(MEM_OFFSET) as *mut u8;
@@ -280,7 +293,10 @@ pub fn tag_ok(p: *mut Chunk, head: Head) -> bool {
 /// pointer and needs the key again to mangle the cache link.
 #[inline(always)]
 pub fn tag_ok_keyed(mem: *mut u8, head: Head, secret: usize) -> bool {
-    !CHECKS || (head.0 ^ tag_hash(mem as usize, head.size(), secret)) >> Head::TAG_SHIFT == 0
+    // The hash's bit 63 is clear: what is left after the xor must be the
+    // mark alone.
+    let hash = tag_hash(mem as usize, head.0 & Head::TAGGED, secret);
+    !CHECKS || (head.0 ^ hash) >> Head::TAG_SHIFT == Head::TAG_MARK >> Head::TAG_SHIFT
 }
 
 impl fmt::Debug for Head {
@@ -718,7 +734,7 @@ mod tests {
         assert_eq!(h.size(), 144);
         assert!(tag_ok(p, h));
         // The same head is wrong at other addresses and with other sizes
-        // (each mismatch has a 1 in 65,536 chance to pass: allow one).
+        // (each mismatch has a 1 in 32,768 chance to pass: allow one).
         let wrong_addr = (1..=16)
             .filter(|&i| tag_ok(Chunk::plus_offset(p, 16 * i), h))
             .count();
@@ -728,9 +744,10 @@ mod tests {
             .count();
         assert!(wrong_size <= 1, "{wrong_size}");
         // Neighbouring chunks get well-spread tags: over 200 keys, 1000
-        // chunks in a row have 1000 - 15 distinct tags on average (multiply-
-        // shift hashing: each pair collides with odds of ~2 in 65,536, so
-        // about 15 of the 499,500 pairs do), and most keys do better.
+        // chunks in a row have 1000 - 30 distinct 15-bit tags on average
+        // (multiply-shift hashing: each pair collides with odds of ~2 in
+        // 32,768, so about 30 of the 499,500 pairs do), and most keys do
+        // better.
         let mut r = 0x2545_F491_4F6C_DD1Du64;
         let mut distinct = Vec::new();
         for _ in 0..200 {
@@ -742,14 +759,49 @@ mod tests {
             let mut seen = std::collections::HashSet::new();
             for i in 0..1000usize {
                 let q = Chunk::plus_offset(base, 16 * i);
-                seen.insert(tag_hash(q as usize + MEM_OFFSET, 48, secret) >> Head::TAG_SHIFT);
+                let hash = tag_hash(q as usize + MEM_OFFSET, 48 | Head::CINUSE, secret);
+                seen.insert((hash >> Head::TAG_SHIFT) & 0x7FFF);
             }
             distinct.push(seen.len());
         }
         let mean = distinct.iter().sum::<usize>() as f64 / distinct.len() as f64;
-        assert!(mean >= 985.0, "{mean}");
+        assert!(mean >= 970.0, "{mean}");
         distinct.sort_unstable();
-        assert!(distinct[distinct.len() / 2] >= 995, "{distinct:?}");
+        assert!(distinct[distinct.len() / 2] >= 985, "{distinct:?}");
+    }
+
+    #[test]
+    fn only_tagged_in_use_heads_pass_and_deterministically_so() {
+        // Under 200 keys and 1000 addresses each: a head without a tag (a
+        // free chunk, top, or in-use garbage with a zero top) never passes,
+        // whatever its flags, because every tag carries the mark bit; a
+        // tagged head whose CINUSE was cleared passes only by the 1 in
+        // 32,768 chance of a hash collision.
+        let mut r = 0x9E37_79B9_7F4A_7C15u64;
+        let mut cleared_passes = 0;
+        for _ in 0..200 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let secret = crate::registry::compose_key(r) as usize;
+            for i in 0..1000usize {
+                let mem = (0x7f00_0000_0000 + (r as usize & 0xFFF_FFF0) + 16 * i) as *mut u8;
+                let size = 32 + 16 * (i % 64);
+                for flags in 0..8 {
+                    assert!(!tag_ok_keyed(mem, Head(size | flags), secret));
+                }
+                let tag = (tag_hash(mem as usize, size | Head::CINUSE, secret) | Head::TAG_MARK)
+                    & !((1 << Head::TAG_SHIFT) - 1);
+                let head = Head(tag | size | Head::CINUSE);
+                assert!(tag_ok_keyed(mem, head, secret));
+                assert!(tag_ok_keyed(mem, Head(head.0 | Head::PINUSE | Head::FLAG4), secret));
+                if tag_ok_keyed(mem, Head(head.0 & !Head::CINUSE), secret) {
+                    cleared_passes += 1;
+                }
+            }
+        }
+        // 200,000 tries at odds of 1 in 32,768: about 6 expected.
+        assert!(cleared_passes <= 30, "{cleared_passes}");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! they go to the owner's remote stack when its lock is taken.
 
 use crate::arena::{self, Arena};
-use crate::chunk::{tag_ok_keyed, Chunk, Head, MALLOC_ALIGNMENT, MAX_REQUEST};
+use crate::chunk::{tag_ok_keyed, Chunk, Head, CHECKS, MALLOC_ALIGNMENT, MAX_REQUEST, MIN_CHUNK_SIZE};
 use crate::direct::MmapHeader;
 use crate::heap::{Classified, Heap};
 use crate::os::Mmap;
@@ -165,16 +165,22 @@ pub unsafe fn free(ptr: *mut u8) {
     if registry::aligned_in_segment(ptr as usize) {
         // SAFETY: the registry vouches for the segment holding `p`.
         let head = unsafe { Chunk::head(p) };
-        let size = head.0 & Head::SIZE_MASK;
+        // The size plus CINUSE (2, which does not change the class).
+        let tagged = head.0 & Head::TAGGED;
         let secret = registry::key_initialized();
-        // CINUSE set, bit 3 clear (a whole multiple of 16), cacheable size
-        // (the flag bits do not change the class), the keyed tag right.
-        // (Larger chunks have their tag checked once, in `free_slow`.)
-        if head.0 & 0b1010 == 0b0010
-            && size.wrapping_sub(32) <= MAX_CACHED_SIZE - 32
-            && tag_ok_keyed(ptr, head, secret)
+        // A cacheable size, in use and its keyed tag right (the tag covers
+        // CINUSE and the size, so it also vouches for bit 3 being clear:
+        // a whole multiple of 16); without the checks, the flag bits
+        // tested directly. (Larger chunks have their tag checked once, in
+        // `free_slow`.)
+        if tagged.wrapping_sub(MIN_CHUNK_SIZE | Head::CINUSE) <= MAX_CACHED_SIZE - MIN_CHUNK_SIZE
+            && (if CHECKS {
+                tag_ok_keyed(ptr, head, secret)
+            } else {
+                head.0 & 0b1010 == 0b0010
+            })
         {
-            let c = tcache::class_of(size);
+            let c = tcache::class_of(tagged);
             // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
             if unsafe { (*tcache::cache()).try_push(c, ptr, secret) } {
                 return;

@@ -1157,8 +1157,11 @@ pub(crate) unsafe fn diagnose(seg: *mut Segment, p: *mut Chunk, for_realloc: boo
             }
             if p < next {
                 // p is inside q.
+                // A chunk freed into its free predecessor q leaves its old
+                // head behind with CINUSE cleared and the tag kept (see
+                // `free_chunk`); the tag was made with CINUSE set.
                 let ph = Chunk::head(p);
-                if !h.cinuse() && ph.tag() != 0 && tag_ok(p, ph) {
+                if !h.cinuse() && ph.tag() != 0 && tag_ok(p, Head(ph.0 | Head::CINUSE)) {
                     return freed;
                 }
                 return Misuse::InvalidPointer;
