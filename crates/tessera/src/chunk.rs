@@ -794,7 +794,11 @@ mod tests {
                     & !((1 << Head::TAG_SHIFT) - 1);
                 let head = Head(tag | size | Head::CINUSE);
                 assert!(tag_ok_keyed(mem, head, secret));
-                assert!(tag_ok_keyed(mem, Head(head.0 | Head::PINUSE | Head::FLAG4), secret));
+                assert!(tag_ok_keyed(
+                    mem,
+                    Head(head.0 | Head::PINUSE | Head::FLAG4),
+                    secret
+                ));
                 if tag_ok_keyed(mem, Head(head.0 & !Head::CINUSE), secret) {
                     cleared_passes += 1;
                 }

@@ -16,7 +16,9 @@
 //! they go to the owner's remote stack when its lock is taken.
 
 use crate::arena::{self, Arena};
-use crate::chunk::{tag_ok_keyed, Chunk, Head, CHECKS, MALLOC_ALIGNMENT, MAX_REQUEST, MIN_CHUNK_SIZE};
+use crate::chunk::{
+    tag_ok_keyed, Chunk, Head, CHECKS, MALLOC_ALIGNMENT, MAX_REQUEST, MIN_CHUNK_SIZE,
+};
 use crate::direct::MmapHeader;
 use crate::heap::{Classified, Heap};
 use crate::os::Mmap;

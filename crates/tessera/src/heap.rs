@@ -30,8 +30,8 @@
 //! [`crate::report::fatal`].
 
 use crate::chunk::{
-    align_up, request2size, tag_ok, Chunk, Head, TreeChunk, CHUNK_OVERHEAD, MALLOC_ALIGNMENT,
-    MAX_REQUEST, MEM_OFFSET, MIN_CHUNK_SIZE,
+    align_up, request2size, tag_ok, Chunk, Head, TreeChunk, CHECKS, CHUNK_OVERHEAD,
+    MALLOC_ALIGNMENT, MAX_REQUEST, MEM_OFFSET, MIN_CHUNK_SIZE,
 };
 use crate::debug::DebugConfig;
 use crate::direct::MmapHeader;
@@ -1210,8 +1210,9 @@ pub(crate) fn classify(mem: *mut u8, for_realloc: bool) -> Classified {
             let head = Chunk::head(p);
             let size = head.size();
             let next = Chunk::plus_offset(p, size);
-            // (Top and every free chunk have CINUSE clear.)
-            if !head.cinuse()
+            // (Top and every free chunk have CINUSE clear; with the checks
+            // on, the tag check covers that: only in-use heads carry tags.)
+            if (!CHECKS && !head.cinuse())
                 || !tag_ok(p, head)
                 || size < MIN_CHUNK_SIZE
                 || next > Segment::fencepost(seg)
