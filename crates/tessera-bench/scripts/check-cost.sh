@@ -4,11 +4,17 @@
 #
 #   check-cost.sh instr [scale]   instructions of every suite workload at one
 #                                 thread under callgrind (exact, repeatable)
-#   check-cost.sh time [rounds]   wall time: the bench suite of both builds,
+#   check-cost.sh time [rounds] [threads]
+#                                 wall time: the bench suite of both builds,
 #                                 alternating, `rounds` times each; per case the
 #                                 median over rounds of Tessera's time ratio to
 #                                 glibc (measured in the same process, so machine
-#                                 drift cancels), then checked/unchecked
+#                                 drift cancels), then checked/unchecked.
+#                                 `threads` (default 1,2,4) is passed to
+#                                 --threads: on a 2-core machine the 2- and
+#                                 4-thread cases swing by +-10% between runs of
+#                                 the same binaries, so `time 11 1` is the
+#                                 steadier measure there
 #
 # Both print the per-workload cost and the geometric mean.
 set -euo pipefail
@@ -58,6 +64,7 @@ print(f"geomean instruction cost: {(math.exp(sum(logs) / len(logs)) - 1) * 100:+
     ;;
 time)
     rounds=${2:-5}
+    threads=${3:-1,2,4}
     build -p tessera-bench --bin tessera-bench
     out=$(mktemp -d)
     for r in $(seq 1 "$rounds"); do
@@ -66,7 +73,7 @@ time)
             [ $v = unchecked ] && dir=$unchecked_dir
             echo "check-cost: round $r/$rounds, $v ..." >&2
             "$dir/release/tessera-bench" --allocators tessera --no-memory --no-progress \
-                --reps 3 --json "$out/$v-$r.json" --svg "$out/$v-$r.svg" >/dev/null
+                --threads "$threads" --reps 3 --json "$out/$v-$r.json" --svg "$out/$v-$r.svg" >/dev/null
         done
     done
     python3 - "$out" "$rounds" <<'PY'
@@ -94,7 +101,7 @@ PY
     rm -rf "$out"
     ;;
 *)
-    echo "usage: $0 instr [scale] | time [rounds]" >&2
+    echo "usage: $0 instr [scale] | time [rounds] [threads]" >&2
     exit 2
     ;;
 esac

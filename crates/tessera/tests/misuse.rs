@@ -54,6 +54,24 @@ fn commit(scenario: &str) {
                 global::free(a);
                 global::free(a);
             }
+            "double_free_flushed_small" => {
+                // A cacheable chunk that is free in a small bin, not in any
+                // cache: another thread freed it and exited, which flushed
+                // its cache (its neighbours stay in use, so it is binned
+                // whole, with a fresh head that carries no tag). The free
+                // fast path must not take it and the slow path names the
+                // double free.
+                // (Blocks from the middle of 64: the cache refills in
+                // batches, and the unused rest of a batch is flushed too.)
+                let a = std::thread::spawn(|| {
+                    let blocks: Vec<usize> = (0..64).map(|_| global::malloc(64) as usize).collect();
+                    global::free(blocks[32] as *mut u8);
+                    blocks[32]
+                })
+                .join()
+                .unwrap() as *mut u8;
+                global::free(a);
+            }
             "double_free_medium_cached" => {
                 // 5000 bytes: a medium class of the thread cache.
                 let a = global::malloc(5000);
@@ -230,6 +248,7 @@ misuse! {
     double_free_into_top => "double free";
     double_free_direct => "double free";
     double_free_thread_cached => "double free";
+    double_free_flushed_small => "double free";
     double_free_medium_cached => "double free";
     double_free_global_small_bin => "double free";
     free_stack => "no Tessera heap handed out";
