@@ -32,7 +32,8 @@
 //!   so a thread caches at most [`MAX_CACHED_BYTES`] bytes in small classes;
 //!   `medium_bytes` is the sum of the class sizes of the medium entries and
 //!   stays within [`MEDIUM_BUDGET`].
-//! - `heads[c]` is null ⟺ the list is empty; every entry lies in a segment
+//! - `heads[c]` is [`EMPTY`] ⟺ the list is empty (the last entry's link
+//!   demangles to it); every entry is 16-aligned and lies in a segment
 //!   of some arena and has CINUSE set; a small entry has the size of class
 //!   c or c + 1 (refills may hand out a chunk 16 bytes larger than asked,
 //!   which dlmalloc does when a remainder would be too small), a medium
@@ -149,6 +150,19 @@ pub const MAX_CACHED_BYTES: usize = {
 
 const _: () = assert!(MAX_CACHED_BYTES < 1 << 20);
 
+/// The head of an empty list, and what the last entry's link holds
+/// (mangled): not 16-aligned, unlike every entry. So `pop` tells an entry
+/// from "empty" and from a link that demangled to garbage with the same
+/// test of the low four bits, the one glibc makes to catch corrupted
+/// links; an empty list costs nothing more to test for than a null head.
+const EMPTY: *mut u8 = ptr::without_provenance_mut(1);
+
+/// Could `e`, read as a list head or demangled from a link, be an entry?
+#[inline(always)]
+fn is_entry(e: *mut u8) -> bool {
+    e as usize & 15 == 0
+}
+
 const FRESH: u8 = 0;
 const LIVE: u8 = 1;
 const DEAD: u8 = 2;
@@ -170,7 +184,7 @@ pub(crate) struct ThreadCache {
 
 impl ThreadCache {
     const NEW: ThreadCache = ThreadCache {
-        heads: [ptr::null_mut(); NCLASSES],
+        heads: [EMPTY; NCLASSES],
         room: [0; NCLASSES],
         status: FRESH,
         medium_bytes: 0,
@@ -216,20 +230,22 @@ fn demangle(stored: usize, slot: *mut u8) -> *mut u8 {
 
 impl ThreadCache {
     /// Pops an entry of class `c`, or null.
+    ///
+    /// The link of the entry popped is not checked here: it becomes the
+    /// head, and the next pop checks it before following it (a garbage
+    /// link is never dereferenced or handed out, it is reported one pop
+    /// later). That check is the emptiness test itself, so it is free.
     #[inline(always)]
     pub(crate) fn pop(&mut self, c: usize) -> *mut u8 {
         let c = c & (NCLASSES - 1);
         let mem = self.heads[c];
-        if mem.is_null() {
-            return mem;
+        if !is_entry(mem) {
+            return empty_or_corrupt(mem);
         }
         // SAFETY: entries are cached chunks whose first two payload words
         // belong to the cache.
         unsafe {
             let next = demangle(mem.cast::<usize>().read(), mem);
-            if crate::chunk::CHECKS && next as usize & 15 != 0 {
-                corrupt_link(mem);
-            }
             self.heads[c] = next;
             self.room[c] += 1;
             mem.cast::<usize>().add(1).write(0);
@@ -315,7 +331,8 @@ impl ThreadCache {
         for cls in [c, c.saturating_sub(1)] {
             let mut e = self.heads[cls];
             let mut n = 0;
-            while !e.is_null() && n <= MAX_COUNT[cls] as usize {
+            // (A garbage link ends the walk; the pop that reaches it reports it.)
+            while is_entry(e) && !e.is_null() && n <= MAX_COUNT[cls] as usize {
                 if e == mem {
                     fatal(Misuse::DoubleFree, mem);
                 }
@@ -444,10 +461,15 @@ impl ThreadCache {
     }
 }
 
+/// `pop` found no entry at the head: null if the list is empty, else the
+/// head is a link that demangled to garbage, which is reported.
 #[cold]
 #[inline(never)]
-fn corrupt_link(mem: *mut u8) -> ! {
-    fatal(Misuse::CorruptLinks, mem)
+fn empty_or_corrupt(head: *mut u8) -> *mut u8 {
+    if head != EMPTY {
+        fatal(Misuse::CorruptLinks, head);
+    }
+    ptr::null_mut()
 }
 
 /// Frees a run of chunks to their owners, locking each owner once per run
@@ -555,7 +577,7 @@ pub(crate) unsafe fn mark_entries_of(owner: *mut Arena, on: bool) {
         for (&head, &max) in tc.heads.iter().zip(&MAX_COUNT) {
             let mut mem = head;
             let mut n = 0;
-            while !mem.is_null() && n < max {
+            while is_entry(mem) && !mem.is_null() && n < max {
                 let p = Chunk::from_mem(mem);
                 // SAFETY: entries are in-use chunks in live segments, and
                 // `owner` is locked (caller).
