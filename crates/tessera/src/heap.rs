@@ -30,7 +30,7 @@
 //! [`crate::report::fatal`].
 
 use crate::chunk::{
-    align_up, request2size, tag_ok, Chunk, Head, TreeChunk, CHECKS, CHUNK_OVERHEAD,
+    align_up, request2size, tag_ok, tag_ok_keyed, Chunk, Head, TreeChunk, CHECKS, CHUNK_OVERHEAD,
     MALLOC_ALIGNMENT, MAX_REQUEST, MEM_OFFSET, MIN_CHUNK_SIZE,
 };
 use crate::debug::DebugConfig;
@@ -1201,7 +1201,9 @@ pub(crate) fn classify(mem: *mut u8, for_realloc: bool) -> Classified {
         // SAFETY: the registry vouches for the segment record; the chunk
         // address is checked against the committed range before use.
         unsafe {
-            if (*seg).check != registry::key() ^ (seg as usize) {
+            // (The key is loaded once, for the record and the tag.)
+            let key = registry::key();
+            if (*seg).check != key ^ (seg as usize) {
                 fatal(Misuse::CorruptRecord, mem);
             }
             if !Segment::holds(seg, p.cast()) {
@@ -1213,7 +1215,7 @@ pub(crate) fn classify(mem: *mut u8, for_realloc: bool) -> Classified {
             // (Top and every free chunk have CINUSE clear; with the checks
             // on, the tag check covers that: only in-use heads carry tags.)
             if (!CHECKS && !head.cinuse())
-                || !tag_ok(p, head)
+                || !tag_ok_keyed(mem, head, key)
                 || size < MIN_CHUNK_SIZE
                 || next > Segment::fencepost(seg)
                 || !Chunk::pinuse(next)
