@@ -21,8 +21,10 @@
 //! - **mangling**: `stored = next ^ (slot >> 12) ^ secret`, where `slot` is
 //!   the address the link is stored at and `secret` the process key
 //!   (glibc's safe-linking plus a secret). A stray write into a freed chunk
-//!   turns into a misaligned or foreign link, caught when it is popped,
-//!   never into an allocation at an address of the attacker's choosing.
+//!   turns into a misaligned link (15 times in 16), caught before anything
+//!   follows it, never into an allocation at an address of the attacker's
+//!   choosing. The link becomes the list head when its entry is popped, and
+//!   the next pop's test for an entry ([`EMPTY`] is misaligned) catches it.
 //! - **key**: `secret ^ KEY_SALT` in the second payload word marks a cached
 //!   entry; `free` of a chunk carrying it scans the class list and aborts on
 //!   a double free.
