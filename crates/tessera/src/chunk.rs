@@ -230,7 +230,14 @@ pub fn tag_for(p: *mut Chunk, size: usize) -> usize {
         return 0;
     }
     let mem = (p as usize).wrapping_add(MEM_OFFSET);
-    let hash = tag_hash(mem, size | Head::CINUSE, crate::registry::key_initialized());
+    tag_keyed(mem, size, crate::registry::key_initialized())
+}
+
+/// [`tag_for`] for the chunk whose payload is at `mem`, under the key
+/// `secret`.
+#[inline(always)]
+fn tag_keyed(mem: usize, size: usize, secret: usize) -> usize {
+    let hash = tag_hash(mem, size | Head::CINUSE, secret);
     (hash | Head::TAG_MARK) & !((1 << Head::TAG_SHIFT) - 1)
 }
 
@@ -790,9 +797,7 @@ mod tests {
                 for flags in 0..8 {
                     assert!(!tag_ok_keyed(mem, Head(size | flags), secret));
                 }
-                let tag = (tag_hash(mem as usize, size | Head::CINUSE, secret) | Head::TAG_MARK)
-                    & !((1 << Head::TAG_SHIFT) - 1);
-                let head = Head(tag | size | Head::CINUSE);
+                let head = Head(tag_keyed(mem as usize, size, secret) | size | Head::CINUSE);
                 assert!(tag_ok_keyed(mem, head, secret));
                 assert!(tag_ok_keyed(
                     mem,

@@ -331,17 +331,20 @@ impl ThreadCache {
     #[inline(never)]
     fn check_double_free(&self, c: usize, mem: *mut u8) {
         for cls in [c, c.saturating_sub(1)] {
-            let mut e = self.heads[cls];
-            let mut n = 0;
-            // (A garbage link ends the walk; the pop that reaches it reports it.)
-            while is_entry(e) && !e.is_null() && n <= MAX_COUNT[cls] as usize {
-                if e == mem {
-                    fatal(Misuse::DoubleFree, mem);
-                }
-                // SAFETY: entries of this thread's list.
-                e = demangle(unsafe { e.cast::<usize>().read() }, e);
-                n += 1;
+            if self.entries(cls).any(|e| e == mem) {
+                fatal(Misuse::DoubleFree, mem);
             }
+        }
+    }
+
+    /// The entries of class `c`, head first, for the walks that do not pop
+    /// (the double-free scan, snapshot marking). A garbage link ends the
+    /// walk (the pop that reaches it reports it), and so does the class's
+    /// capacity, in case a corrupted link closed a cycle.
+    fn entries(&self, c: usize) -> Entries {
+        Entries {
+            next: self.heads[c],
+            left: MAX_COUNT[c],
         }
     }
 
@@ -463,6 +466,28 @@ impl ThreadCache {
     }
 }
 
+/// See [`ThreadCache::entries`].
+struct Entries {
+    next: *mut u8,
+    left: u16,
+}
+
+impl Iterator for Entries {
+    type Item = *mut u8;
+
+    fn next(&mut self) -> Option<*mut u8> {
+        let e = self.next;
+        if self.left == 0 || !is_entry(e) || e.is_null() {
+            return None;
+        }
+        self.left -= 1;
+        // SAFETY: an aligned, non-null link of this thread's list: an
+        // entry, whose first payload word is its link.
+        self.next = demangle(unsafe { e.cast::<usize>().read() }, e);
+        Some(e)
+    }
+}
+
 /// `pop` found no entry at the head: null if the list is empty, else the
 /// head is a link that demangled to garbage, which is reported.
 #[cold]
@@ -576,10 +601,8 @@ extern "C" fn thread_exit(_: *mut libc::c_void) {
 /// heads.)
 pub(crate) unsafe fn mark_entries_of(owner: *mut Arena, on: bool) {
     with(|tc| {
-        for (&head, &max) in tc.heads.iter().zip(&MAX_COUNT) {
-            let mut mem = head;
-            let mut n = 0;
-            while is_entry(mem) && !mem.is_null() && n < max {
+        for c in 0..NCLASSES {
+            for mem in tc.entries(c) {
                 let p = Chunk::from_mem(mem);
                 // SAFETY: entries are in-use chunks in live segments, and
                 // `owner` is locked (caller).
@@ -589,9 +612,7 @@ pub(crate) unsafe fn mark_entries_of(owner: *mut Arena, on: bool) {
                         let flag = crate::chunk::Head::FLAG4;
                         Chunk::set_head(p, if on { h | flag } else { h & !flag });
                     }
-                    mem = demangle(mem.cast::<usize>().read(), mem);
                 }
-                n += 1;
             }
         }
     });
