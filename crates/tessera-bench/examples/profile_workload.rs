@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release -p tessera-bench --example profile_workload
-//! valgrind --tool=callgrind --toggle-collect='*Workload*run*' \
+//! valgrind --tool=callgrind --toggle-collect='*Workload>::run' \
 //!     target/release/examples/profile_workload larson tessera 0.1
 //! ```
 //! Compare the totals of two allocators on the same workload and scale.

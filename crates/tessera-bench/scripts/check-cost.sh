@@ -3,20 +3,33 @@
 # without them (`--features tessera/unchecked`):
 #
 #   check-cost.sh instr [scale]   instructions of every suite workload at one
-#                                 thread under callgrind (exact, repeatable)
-#   check-cost.sh time [rounds] [threads]
+#                                 thread under callgrind, counted inside the
+#                                 workload's timed `run` only (setup such as
+#                                 generating the built-in trace is left out);
+#                                 exact and repeatable
+#   check-cost.sh time [rounds] [threads] [layouts]
 #                                 wall time: the bench suite of both builds,
-#                                 alternating, `rounds` times each; per case the
-#                                 median over rounds of Tessera's time ratio to
-#                                 glibc (measured in the same process, so machine
-#                                 drift cancels), then checked/unchecked.
-#                                 `threads` (default 1,2,4) is passed to
-#                                 --threads: on a 2-core machine the 2- and
-#                                 4-thread cases swing by +-10% between runs of
-#                                 the same binaries, so `time 11 1` is the
-#                                 steadier measure there
+#                                 alternating, `rounds` times each, for each
+#                                 of `layouts` code layouts (default 6).
+#                                 Per case and layout, the median over rounds
+#                                 of Tessera's time ratio to glibc (measured
+#                                 in the same process, so machine drift
+#                                 cancels), then checked/unchecked; the cost
+#                                 of a case is the geometric mean over the
+#                                 layouts. `threads` (default 1) is passed
+#                                 to --threads.
 #
-# Both print the per-workload cost and the geometric mean.
+# Why layouts: where the linker happens to put each function moves a single
+# case's time by several percent either way (loop alignment, branch
+# predictor and uop-cache aliasing), so one pair of builds measures its
+# layouts as much as its checks: tight x1 ran from -3% to +11% over six
+# layouts of the same two builds. Each layout relinks both builds with
+# lld's `--shuffle-sections` under the same seed (a few seconds; nothing is
+# recompiled), and averaging over layouts cancels the layout luck. On a
+# 2-core machine the 2- and 4-thread cases also swing by +-10% from run to
+# run, which is why the default is one thread.
+#
+# Both print the per-case cost and the geometric mean.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 mode=${1:-instr}
@@ -37,11 +50,14 @@ instr)
         exit 1
     }
     build -p tessera-bench --example profile_workload
-    count() { # binary workload -> instructions of the whole run (workloads run
-        # in spawned threads, so there is no single function to toggle on)
+    count() { # binary workload -> instructions inside the workload's `run`
+        # (at one thread the work runs inside it; the pattern must not
+        # also match the closures inside `run`, or entering one would
+        # toggle collection off again)
         local out
         out=$(mktemp)
-        valgrind --tool=callgrind --callgrind-out-file="$out" "$1" "$2" tessera "$scale" >/dev/null 2>&1
+        valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*Workload>::run' \
+            --callgrind-out-file="$out" "$1" "$2" tessera "$scale" >/dev/null 2>&1
         callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }'
         rm -f "$out"
     }
@@ -63,45 +79,71 @@ print(f"geomean instruction cost: {(math.exp(sum(logs) / len(logs)) - 1) * 100:+
 '
     ;;
 time)
-    rounds=${2:-5}
-    threads=${3:-1,2,4}
+    rounds=${2:-3}
+    threads=${3:-1}
+    layouts=${4:-6}
     build -p tessera-bench --bin tessera-bench
     out=$(mktemp -d)
-    for r in $(seq 1 "$rounds"); do
+    # One relinked binary per build and layout.
+    for l in $(seq 1 "$layouts"); do
+        echo "check-cost: linking layout $l/$layouts ..." >&2
         for v in checked unchecked; do
             dir=$checked_dir
-            [ $v = unchecked ] && dir=$unchecked_dir
-            echo "check-cost: round $r/$rounds, $v ..." >&2
-            "$dir/release/tessera-bench" --allocators tessera --no-memory --no-progress \
-                --threads "$threads" --reps 3 --json "$out/$v-$r.json" --svg "$out/$v-$r.svg" >/dev/null
+            features=()
+            if [ $v = unchecked ]; then
+                dir=$unchecked_dir
+                features=(--features tessera/unchecked)
+            fi
+            CARGO_TARGET_DIR=$dir cargo rustc -q --release -p tessera-bench --bin tessera-bench "${features[@]}" \
+                -- -C "link-arg=-Wl,--shuffle-sections=.text.*=$l"
+            cp "$dir/release/tessera-bench" "$out/bench-$v-$l"
         done
     done
-    python3 - "$out" "$rounds" <<'PY'
+    total=$((rounds * layouts))
+    n=0
+    for r in $(seq 1 "$rounds"); do
+        for l in $(seq 1 "$layouts"); do
+            n=$((n + 1))
+            echo "check-cost: run $n/$total (round $r, layout $l) ..." >&2
+            for v in checked unchecked; do
+                "$out/bench-$v-$l" --allocators tessera --no-memory --no-progress \
+                    --threads "$threads" --reps 3 --json "$out/$v-$l-$r.json" --svg "$out/chart.svg" >/dev/null
+            done
+        done
+    done
+    python3 - "$out" "$rounds" "$layouts" <<'PY'
 import json, math, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
-def ratios(v):
+out, rounds, layouts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def ratios(v, l):
     per = {}
     for r in range(1, rounds + 1):
-        for x in json.load(open(f"{out}/{v}-{r}.json"))["results"]:
+        for x in json.load(open(f"{out}/{v}-{l}-{r}.json"))["results"]:
             if x["allocator"] == "tessera":
                 per.setdefault((x["workload"], x["threads"]), []).append(x["time_ratio"])
     return {k: statistics.median(v) for k, v in per.items()}
-c, u = ratios("checked"), ratios("unchecked")
+runs = [(ratios("checked", l), ratios("unchecked", l)) for l in range(1, layouts + 1)]
 logs, logs_nl = [], []
-print(f"{'case':<20} {'checked/glibc':>13} {'unchecked/glibc':>15} {'cost':>8}")
-for k in sorted(c):
-    r = c[k] / u[k]
-    logs.append(math.log(r))
+print(f"{'case':<18} {'cost':>7}   per layout")
+for k in sorted(runs[0][0]):
+    per = [math.log(c[k] / u[k]) for c, u in runs]
+    m = sum(per) / len(per)
+    logs.append(m)
     if k[0] != "large":
-        logs_nl.append(math.log(r))
-    print(f"{k[0] + ' x' + str(k[1]):<20} {c[k]:>13.3f} {u[k]:>15.3f} {(r - 1) * 100:>+7.1f}%")
+        logs_nl.append(m)
+    cells = " ".join(f"{(math.exp(p) - 1) * 100:+5.1f}" for p in per)
+    print(f"{k[0] + ' x' + str(k[1]):<18} {(math.exp(m) - 1) * 100:>+6.1f}%   {cells}")
 g = lambda l: (math.exp(sum(l) / len(l)) - 1) * 100
-print(f"geomean time cost: {g(logs):+.1f}% ({g(logs_nl):+.1f}% without large, whose time is page faults)")
+print(f"geomean time cost over {layouts} layouts x {rounds} rounds: {g(logs):+.1f}% "
+      f"({g(logs_nl):+.1f}% without large, whose time is page faults)")
 PY
     rm -rf "$out"
+    # The relinks left shuffled binaries behind: put the ordinary ones back.
+    echo "check-cost: relinking the ordinary binaries ..." >&2
+    cargo rustc -q --release -p tessera-bench --bin tessera-bench
+    CARGO_TARGET_DIR=$unchecked_dir cargo rustc -q --release -p tessera-bench --bin tessera-bench --features tessera/unchecked
     ;;
 *)
-    echo "usage: $0 instr [scale] | time [rounds] [threads]" >&2
+    echo "usage: $0 instr [scale] | time [rounds] [threads] [layouts]" >&2
     exit 2
     ;;
 esac
