@@ -17,17 +17,20 @@
 #                                 cancels), then checked/unchecked; the cost
 #                                 of a case is the geometric mean over the
 #                                 layouts. `threads` (default 1) is passed
-#                                 to --threads.
+#                                 to --threads. The layouts are the
+#                                 shuffle seeds FIRST_LAYOUT+1.. (env,
+#                                 default 0), so a second run can use
+#                                 other layouts than the first.
 #
 # Why layouts: where the linker happens to put each function moves a single
 # case's time by several percent either way (loop alignment, branch
 # predictor and uop-cache aliasing), so one pair of builds measures its
-# layouts as much as its checks: tight x1 ran from -3% to +11% over six
-# layouts of the same two builds. Each layout relinks both builds with
+# layouts as much as its checks: tight x1 spread over 8 points or more
+# across the layouts of the same two builds. Each layout relinks both builds with
 # lld's `--shuffle-sections` under the same seed (a few seconds; nothing is
 # recompiled), and averaging over layouts cancels the layout luck. On a
-# 2-core machine the 2- and 4-thread cases also swing by +-10% from run to
-# run, which is why the default is one thread.
+# 2-core machine the 2- and 4-thread cases also swing by 10% or more from
+# run to run, which is why the default is one thread.
 #
 # Both print the per-case cost and the geometric mean.
 set -euo pipefail
@@ -82,6 +85,7 @@ time)
     rounds=${2:-3}
     threads=${3:-1}
     layouts=${4:-6}
+    first=${FIRST_LAYOUT:-0}
     build -p tessera-bench --bin tessera-bench
     out=$(mktemp -d)
     # One relinked binary per build and layout.
@@ -95,7 +99,7 @@ time)
                 features=(--features tessera/unchecked)
             fi
             CARGO_TARGET_DIR=$dir cargo rustc -q --release -p tessera-bench --bin tessera-bench "${features[@]}" \
-                -- -C "link-arg=-Wl,--shuffle-sections=.text.*=$l"
+                -- -C "link-arg=-Wl,--shuffle-sections=.text.*=$((first + l))"
             cp "$dir/release/tessera-bench" "$out/bench-$v-$l"
         done
     done
