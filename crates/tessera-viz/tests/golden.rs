@@ -38,18 +38,13 @@ pub fn normalise(text: &str, snap: &Snapshot) -> String {
             continue;
         };
         let tag_word = out.ends_with("tag ");
-        let direct = snap
-            .directs
-            .iter()
-            .find(|d| v >= d.header && v < d.header + d.map_size);
+        let directs = snap.directs.iter().map(|d| (d.header, d.map_size));
         if tag_word {
             out.push_str("0xtttt");
         } else if v >> 48 != 0 {
             out.push_str(&format!("0xtttt{:012x}", v & ((1 << 48) - 1)));
-        } else if v >= seg && v < seg + SEGMENT {
-            out.push_str(&format!("{:#x}", 0x7f00_0000_0000 + (v - seg)));
-        } else if let Some(d) = direct {
-            out.push_str(&format!("{:#x}", 0x7e00_0000_0000 + (v - d.header)));
+        } else if let Some(r) = rebased(v, seg, directs) {
+            out.push_str(&format!("{r:#x}"));
         } else {
             out.push_str("0x");
             out.push_str(&digits);
@@ -59,12 +54,23 @@ pub fn normalise(text: &str, snap: &Snapshot) -> String {
     out
 }
 
-/// Replays `trace` and draws the page its last step changed, with the
-/// bytes that step changed, the bins and the histogram.
-/// Rewrites every captured 8-byte word as `normalise` rewrites the text:
-/// an address in the segment at `seg` as if the segment were at
-/// 0x7f00_0000_0000, one in a direct mapping as if it were at
-/// 0x7e00_0000_0000, and every tag (bits 48..63) as 0x7777, in place.
+/// Where the address `v` would be if the heap's first segment (at `seg`)
+/// lay at 0x7f00_0000_0000 and each direct mapping (header, length) at
+/// 0x7e00_0000_0000; `None` if it lies in neither.
+fn rebased(
+    v: usize,
+    seg: usize,
+    directs: impl IntoIterator<Item = (usize, usize)>,
+) -> Option<usize> {
+    if v >= seg && v < seg + SEGMENT {
+        return Some(0x7f00_0000_0000 + (v - seg));
+    }
+    let (h, _) = directs.into_iter().find(|&(h, n)| v >= h && v < h + n)?;
+    Some(0x7e00_0000_0000 + (v - h))
+}
+
+/// Rewrites every captured 8-byte word as `normalise` rewrites the text,
+/// in place: addresses [`rebased`], and every tag (bits 48..63) as 0x7777.
 fn rebase_words(snap: &mut Snapshot, seg: usize) {
     let directs: Vec<(usize, usize)> = snap
         .directs
@@ -76,16 +82,16 @@ fn rebase_words(snap: &mut Snapshot, seg: usize) {
             let mut v = usize::from_le_bytes(word.try_into().unwrap());
             if v >> 48 != 0 {
                 v = v & ((1 << 48) - 1) | 0x7777 << 48;
-            } else if v >= seg && v < seg + SEGMENT {
-                v = 0x7f00_0000_0000 + (v - seg);
-            } else if let Some(&(h, _)) = directs.iter().find(|&&(h, n)| v >= h && v < h + n) {
-                v = 0x7e00_0000_0000 + (v - h);
+            } else if let Some(r) = rebased(v, seg, directs.iter().copied()) {
+                v = r;
             }
             word.copy_from_slice(&v.to_le_bytes());
         }
     }
 }
 
+/// Replays `trace` and draws the page its last step changed, with the
+/// bytes that step changed, the bins and the histogram.
 pub fn draw_last_step(trace: Trace) -> (String, Snapshot) {
     let n = trace.records.len();
     let mut s = Session::new(trace, false);

@@ -330,7 +330,7 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn check_double_free(&self, c: usize, mem: *mut u8) {
-        for cls in [c, c.saturating_sub(1)] {
+        for cls in c.saturating_sub(1)..=c {
             if self.entries(cls).any(|e| e == mem) {
                 fatal(Misuse::DoubleFree, mem);
             }
