@@ -5,12 +5,12 @@
 //! | field | Tessera |
 //! |---|---|
 //! | `arena` | bytes committed in segments, all arenas |
-//! | `ordblks` | free chunks, top included |
-//! | `smblks`, `fsmblks` | 0 (no fastbins) |
+//! | `ordblks` | free chunks, top included, parked ones excluded |
+//! | `smblks`, `fsmblks` | chunks parked on the arenas' quick lists (Tessera's fastbins) and their bytes |
 //! | `hblks`, `hblkhd` | directly mapped chunks and their bytes |
 //! | `usmblks` | the largest footprint so far (dlmalloc's meaning; glibc has 0) |
 //! | `uordblks` | bytes in use in segments (`arena - fordblks`) |
-//! | `fordblks` | bytes free in segments, top included |
+//! | `fordblks` | bytes free in segments, top and parked chunks included |
 //! | `keepcost` | size of top (summed over arenas) |
 //!
 //! `mallinfo`'s `int` fields saturate at `INT_MAX` where glibc's wrap.
@@ -86,11 +86,11 @@ pub extern "C" fn mallinfo2() -> MallInfo2 {
     MallInfo2 {
         arena: s.arena,
         ordblks: s.ordblks,
-        smblks: 0,
+        smblks: s.smblks,
         hblks: s.hblks,
         hblkhd: s.hblkhd,
         usmblks: s.max_footprint,
-        fsmblks: 0,
+        fsmblks: s.fsmblks,
         uordblks: s.uordblks,
         fordblks: s.fordblks,
         keepcost: s.keepcost,
@@ -274,6 +274,8 @@ const DV_SLOT: usize = 64;
 /// The `<heap>` element of one arena.
 fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
     let mut bins = [Bin::EMPTY; DV_SLOT + 1];
+    // Parked chunks by size (16-byte steps up to the largest class).
+    let mut parked = [Bin::EMPTY; 66];
     let mut t = Totals::default();
     h.walk(&mut |item| match item {
         Item::Segment(s) => {
@@ -288,6 +290,11 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
                 t.fast_count += 1;
                 t.fast_size += c.size;
             }
+            ChunkKind::Parked => {
+                t.fast_count += 1;
+                t.fast_size += c.size;
+                parked[(c.size / 16) % parked.len()].add(c.size);
+            }
             _ => {}
         },
         Item::Direct(_) => {}
@@ -299,9 +306,17 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
     t.hblks = s.hblks;
     t.hblkhd = s.hblkhd;
     t.rest_count = s.ordblks;
-    t.rest_size = s.fordblks;
+    t.rest_size = s.fordblks - s.fsmblks;
     t.max = s.max_arena;
     let _ = write!(out, "<heap nr=\"{nr}\">\n<sizes>\n");
+    // As glibc lists its fastbins: first, one element per size.
+    for b in parked.iter().filter(|b| b.count > 0) {
+        let _ = writeln!(
+            out,
+            "  <size from=\"{}\" to=\"{}\" total=\"{}\" count=\"{}\"/>",
+            b.from, b.to, b.total, b.count
+        );
+    }
     for (i, b) in bins.iter().enumerate().filter(|(_, b)| b.count > 0) {
         let tag = if i == DV_SLOT { "unsorted" } else { "size" };
         let _ = writeln!(
@@ -334,9 +349,11 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
 /// `options` or a NULL stream (glibc returns the code, not -1).
 ///
 /// In `<sizes>`, each `<size>` is one small or tree bin and `<unsorted>`
-/// the designated victim; `fast` counts chunks parked in thread caches
-/// (which `mallinfo` counts as in use); `rest` is every free chunk, top
-/// included (`ordblks`/`fordblks`); `mmap` the direct chunks; `system max`
+/// the designated victim, after one `<size>` per size of the chunks parked
+/// on the arena's quick lists (where glibc lists its fastbins); `fast`
+/// counts those parked chunks (`smblks`/`fsmblks`) plus the chunks parked
+/// in the calling thread's cache (which `mallinfo` counts as in use);
+/// `rest` is every free chunk in the bins, dv and top; `mmap` the direct chunks; `system max`
 /// the largest footprint; `aspace total` the reserved address space and
 /// `mprotect` the committed part.
 ///

@@ -44,6 +44,8 @@ pub struct Bins {
     pub in_use: (usize, usize),
     /// Chunks parked in thread caches (count, bytes).
     pub cached: (usize, usize),
+    /// Chunks parked on the arena's quick lists (count, bytes).
+    pub parked: (usize, usize),
     /// Direct chunks (count, bytes).
     pub direct: (usize, usize),
     /// Bytes obtained from the OS, and the peak.
@@ -96,6 +98,10 @@ impl Bins {
                 ChunkKind::Cached => {
                     b.cached.0 += 1;
                     b.cached.1 += c.size;
+                }
+                ChunkKind::Parked => {
+                    b.parked.0 += 1;
+                    b.parked.1 += c.size;
                 }
                 ChunkKind::Direct => {
                     b.direct.0 += 1;
@@ -171,7 +177,7 @@ impl Bins {
         }
         let _ = writeln!(
             out,
-            "  in use: {} chunk{}, {} · direct: {}, {}{}",
+            "  in use: {} chunk{}, {} · direct: {}, {}{}{}",
             self.in_use.0,
             if self.in_use.0 == 1 { "" } else { "s" },
             bytes(self.in_use.1),
@@ -179,6 +185,11 @@ impl Bins {
             bytes(self.direct.1),
             if self.cached.0 > 0 {
                 format!(" · cached: {}, {}", self.cached.0, bytes(self.cached.1))
+            } else {
+                String::new()
+            },
+            if self.parked.0 > 0 {
+                format!(" · parked: {}, {}", self.parked.0, bytes(self.parked.1))
             } else {
                 String::new()
             }

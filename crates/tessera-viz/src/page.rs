@@ -100,6 +100,7 @@ pub fn kind_text(k: ChunkKind) -> String {
     match k {
         ChunkKind::InUse => "in use".into(),
         ChunkKind::Cached => "cached (in a thread cache)".into(),
+        ChunkKind::Parked => "parked (on the arena's quick list)".into(),
         ChunkKind::SmallBin(i) => format!("small bin {i}"),
         ChunkKind::TreeBin(i) => {
             let (lo, hi) = tree_bin_range(i);

@@ -180,6 +180,7 @@ pub(crate) fn create() -> *mut Arena {
     // SAFETY: a fresh arena nobody else sees yet.
     unsafe {
         (*a).shared = &SHARED;
+        (*a).quick = crate::quick::for_slot(n);
         let fp = (*a).footprint;
         let total = SHARED.total.fetch_add(fp, Ordering::Relaxed) + fp;
         SHARED.peak.fetch_max(total, Ordering::Relaxed);
@@ -427,6 +428,7 @@ pub(crate) unsafe fn try_lock_or_wait(a: *mut Arena) -> bool {
 ///
 /// # Safety
 /// `c` must come from `classify(mem)` just now, with a non-null owner.
+#[inline(always)]
 pub(crate) unsafe fn free_to_owner(c: crate::heap::Classified, mem: *mut u8) {
     let owner: *mut Arena = c.owner.cast();
     // SAFETY: arenas are never freed; `c` validates `mem` in `owner` (caller).

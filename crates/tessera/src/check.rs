@@ -71,6 +71,8 @@ struct Tally {
     committed: usize,
     saw_top: bool,
     saw_dv: bool,
+    /// Chunks with FLAG4 set (parked on a quick list).
+    parked: usize,
 }
 
 impl<S: PageSource> State<S> {
@@ -93,6 +95,7 @@ impl<S: PageSource> State<S> {
             committed: 0,
             saw_top: false,
             saw_dv: false,
+            parked: 0,
         };
         // SAFETY: every segment in the list is validated (registry, check
         // word, owner) before its chunks are read, and each chunk's size is
@@ -137,6 +140,7 @@ impl<S: PageSource> State<S> {
             }
             self.check_small_bins(&tally)?;
             self.check_tree_bins(&tally)?;
+            self.check_quick(tally.parked)?;
             let direct = self.check_direct()?;
             if self.footprint != tally.committed + direct {
                 return fail(
@@ -233,6 +237,9 @@ impl<S: PageSource> State<S> {
                     return fail(p, "dv is free");
                 } else if !crate::chunk::tag_ok(p, head) {
                     return fail(p, "an in-use chunk's head carries its keyed tag");
+                } else if head.flag4() {
+                    self.check_parked(p, size)?;
+                    tally.parked += 1;
                 }
                 prev_inuse = head.cinuse();
                 p = next;
@@ -250,6 +257,80 @@ impl<S: PageSource> State<S> {
             if seg == self.top_seg && !tally.saw_top {
                 return fail(seg, "the top segment ends with top");
             }
+        }
+        Ok(())
+    }
+
+    /// A chunk with FLAG4 set, found by the segment walk, must be parked:
+    /// of a quick-list size, in a heap that has quick lists. (That it is on
+    /// its list follows from `check_quick`.)
+    fn check_parked(&self, p: *mut Chunk, size: usize) -> Result<(), CheckError> {
+        #[cfg(feature = "std")]
+        if !self.quick.is_null() && size <= crate::tcache::MAX_CACHED_SIZE {
+            return Ok(());
+        }
+        let _ = size;
+        fail(p, "a chunk with FLAG4 set is on its quick list")
+    }
+
+    /// Every quick-list entry is a parked chunk of its class in this heap,
+    /// each list ends after its count, and the lists hold as many entries
+    /// as the walk found chunks with FLAG4 set (`parked`). A list that ends
+    /// where its count says has no cycle, so its entries are distinct; all
+    /// carry FLAG4 and a valid tag; so the entries are exactly those
+    /// chunks.
+    fn check_quick(&self, parked: usize) -> Result<(), CheckError> {
+        #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+        let mut total = 0;
+        #[cfg(feature = "std")]
+        if !self.quick.is_null() {
+            // SAFETY: the arena's own lists, read under its lock.
+            let q = unsafe { &*self.quick };
+            let mut bytes = 0;
+            for c in 0..crate::tcache::NSMALL {
+                let size = MIN_CHUNK_SIZE + 16 * c;
+                if (q.map >> c & 1 != 0) != (q.len(c) != 0) {
+                    return fail(c, "quick map bit c is set exactly when list c is non-empty");
+                }
+                for e in q.entries(c) {
+                    let Ok(mem) = e else {
+                        return fail(e.unwrap_err(), "quick-list links lie in a segment");
+                    };
+                    let p = Chunk::from_mem(mem);
+                    if !self.in_my_segment(p) {
+                        return fail(p, "quick-list entry lies in a segment of this heap");
+                    }
+                    // SAFETY: in a live segment of this heap.
+                    let head = unsafe { Chunk::head(p) };
+                    if head.size() != size
+                        || !head.cinuse()
+                        || !head.flag4()
+                        || !crate::chunk::tag_ok(p, head)
+                    {
+                        return fail(
+                            p,
+                            "quick-list entry is parked (CINUSE, FLAG4, tag) with its class's size",
+                        );
+                    }
+                    bytes += size;
+                    total += 1;
+                }
+                if q.len(c) != 0 && q.end_link(c) != Some(crate::tcache::EMPTY) {
+                    return fail(c, "quick list c ends after its count");
+                }
+            }
+            if bytes != q.bytes || bytes > crate::quick::BUDGET {
+                return fail(
+                    self.quick,
+                    "quick-list bytes are the sum of the entries' sizes, within the budget",
+                );
+            }
+        }
+        if total != parked {
+            return fail(
+                self.owner(),
+                "the quick lists hold exactly the chunks with FLAG4 set",
+            );
         }
         Ok(())
     }

@@ -276,6 +276,9 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let c = owner_of(ptr, true);
+    if !c.direct {
+        tcache::check_realloc(ptr);
+    }
     if size >= MAX_REQUEST {
         return ptr::null_mut();
     }
@@ -396,6 +399,8 @@ pub fn stats() -> crate::Stats {
         let s = unsafe { (*a).stats() };
         total.arena += s.arena;
         total.ordblks += s.ordblks;
+        total.smblks += s.smblks;
+        total.fsmblks += s.fsmblks;
         total.hblks += s.hblks;
         total.hblkhd += s.hblkhd;
         total.uordblks += s.uordblks;

@@ -47,8 +47,12 @@ pub const PAGE: usize = 4096;
 pub enum ChunkKind {
     /// Handed out to the program.
     InUse,
-    /// In use as far as the heap knows, parked in a thread cache (FLAG4).
+    /// In use as far as the heap knows, parked in a thread cache (FLAG4,
+    /// set while the snapshot is written).
     Cached,
+    /// In use as far as the heap knows, parked on its arena's quick list
+    /// for the next thread-cache refill (FLAG4, kept while parked).
+    Parked,
     /// Free, in small bin `i`.
     SmallBin(u8),
     /// Free, in tree bin `i`.
@@ -76,6 +80,7 @@ impl ChunkKind {
         match self {
             ChunkKind::InUse => out.str("inuse"),
             ChunkKind::Cached => out.str("cached"),
+            ChunkKind::Parked => out.str("parked"),
             ChunkKind::SmallBin(i) => {
                 out.str("small:");
                 out.dec(i as usize);
@@ -96,6 +101,7 @@ impl ChunkKind {
         Some(match s {
             "inuse" => ChunkKind::InUse,
             "cached" => ChunkKind::Cached,
+            "parked" => ChunkKind::Parked,
             "dv" => ChunkKind::Dv,
             "top" => ChunkKind::Top,
             "fence" => ChunkKind::Fencepost,
@@ -296,7 +302,9 @@ pub fn role_in_chunk(chunk: &ChunkInfo, offset: usize) -> Role {
         _ => {}
     }
     match chunk.kind {
-        ChunkKind::InUse | ChunkKind::Cached | ChunkKind::Direct => Role::Payload,
+        ChunkKind::InUse | ChunkKind::Cached | ChunkKind::Parked | ChunkKind::Direct => {
+            Role::Payload
+        }
         ChunkKind::Top => Role::Top,
         ChunkKind::Dv => Role::Dv,
         ChunkKind::SmallBin(_) => match offset {
@@ -325,7 +333,9 @@ impl<S: PageSource> State<S> {
         } else if head.is_fencepost() {
             ChunkKind::Fencepost
         } else if head.cinuse() {
-            if head.flag4() {
+            if head.flag4() && self.is_parked(p, size) {
+                ChunkKind::Parked
+            } else if head.flag4() {
                 ChunkKind::Cached
             } else {
                 ChunkKind::InUse

@@ -52,6 +52,8 @@ pub mod heap;
 pub mod inspect;
 pub mod lock;
 pub mod os;
+#[cfg(feature = "std")]
+mod quick;
 pub mod registry;
 pub mod report;
 pub mod segment;

@@ -2,11 +2,15 @@
 //!
 //! # Glossary (glibc's `struct mallinfo2`, in bytes unless noted)
 //! - **arena**: bytes committed in segments (not counting direct mappings).
-//! - **ordblks**: number of free chunks, top included.
+//! - **ordblks**: number of free chunks, top included (parked chunks
+//!   excluded, as glibc excludes its fastbins).
+//! - **smblks** / **fsmblks**: number / bytes of chunks parked on the
+//!   arenas' quick lists (glibc: fastbin chunks). Free for the program,
+//!   so counted in `fordblks`.
 //! - **hblks** / **hblkhd**: number of direct chunks / bytes they map.
 //! - **uordblks**: bytes in use: `arena - fordblks` (chunk sizes of in-use
 //!   chunks plus the headers, records and fenceposts of the segments).
-//! - **fordblks**: bytes in free chunks, top included.
+//! - **fordblks**: bytes in free chunks, top included, plus `fsmblks`.
 //! - **keepcost**: size of top, the most that trimming could release.
 //!
 //! # Invariants
@@ -24,13 +28,17 @@ pub struct Stats {
     pub arena: usize,
     /// Free chunks, top included.
     pub ordblks: usize,
+    /// Chunks parked on quick lists.
+    pub smblks: usize,
+    /// Bytes in chunks parked on quick lists.
+    pub fsmblks: usize,
     /// Direct chunks.
     pub hblks: usize,
     /// Bytes mapped for direct chunks.
     pub hblkhd: usize,
     /// Bytes in use within segments (`arena - fordblks`).
     pub uordblks: usize,
-    /// Bytes free within segments, top included.
+    /// Bytes free within segments, top included, parked chunks included.
     pub fordblks: usize,
     /// Size of top.
     pub keepcost: usize,
@@ -80,7 +88,13 @@ impl<S: PageSource> State<S> {
                     if size == 0 {
                         break;
                     }
-                    if head.cinuse() {
+                    // (FLAG4 marks a parked chunk: statistics are never
+                    // taken while a snapshot marks thread-cache entries.)
+                    if head.cinuse() && head.flag4() {
+                        st.smblks += 1;
+                        st.fsmblks += size;
+                        st.fordblks += size;
+                    } else if head.cinuse() {
                         st.inuse_chunks += 1;
                     } else {
                         st.ordblks += 1;

@@ -157,7 +157,7 @@ const _: () = assert!(MAX_CACHED_BYTES < 1 << 20);
 /// from "empty" and from a link that demangled to garbage with the same
 /// test of the low four bits, the one glibc makes to catch corrupted
 /// links; an empty list costs nothing more to test for than a null head.
-const EMPTY: *mut u8 = ptr::without_provenance_mut(1);
+pub(crate) const EMPTY: *mut u8 = ptr::without_provenance_mut(1);
 
 /// Could `e`, read as a list head or demangled from a link, be an entry?
 #[inline(always)]
@@ -169,6 +169,14 @@ const FRESH: u8 = 0;
 const LIVE: u8 = 1;
 const DEAD: u8 = 2;
 const KEY_SALT: usize = 0x7E55_E7A0_CAC4_E000;
+
+/// The key a cached entry carries in its second payload word (see the
+/// module docs), for the process key `secret`. Arena quick-list entries
+/// carry it too, so that freeing one takes the double-free check.
+#[inline(always)]
+pub(crate) const fn key_word(secret: usize) -> usize {
+    secret ^ KEY_SALT
+}
 
 /// One thread's cache. See the module docs.
 pub(crate) struct ThreadCache {
@@ -220,13 +228,16 @@ pub(crate) const fn class_of(size: usize) -> usize {
     (size - MIN_CHUNK_SIZE) >> 4
 }
 
+/// A link as stored: `next` mangled with the address `slot` it is stored at
+/// and the process key `secret` (see the module docs).
 #[inline(always)]
-fn mangle(next: *mut u8, slot: *mut u8, secret: usize) -> usize {
+pub(crate) fn mangle(next: *mut u8, slot: *mut u8, secret: usize) -> usize {
     next as usize ^ (slot as usize >> 12) ^ secret
 }
 
+/// The link stored at `slot`, demangled.
 #[inline(always)]
-fn demangle(stored: usize, slot: *mut u8) -> *mut u8 {
+pub(crate) fn demangle(stored: usize, slot: *mut u8) -> *mut u8 {
     (stored ^ (slot as usize >> 12) ^ registry::key_initialized()) as *mut u8
 }
 
@@ -266,7 +277,7 @@ impl ThreadCache {
         // SAFETY: the program gave `mem` up; its payload is readable.
         if self.room[c] == 0
             || (crate::chunk::CHECKS
-                && unsafe { mem.cast::<usize>().add(1).read() } == secret ^ KEY_SALT)
+                && unsafe { mem.cast::<usize>().add(1).read() } == key_word(secret))
         {
             return false;
         }
@@ -283,7 +294,7 @@ impl ThreadCache {
         unsafe {
             let words = mem.cast::<usize>();
             words.write(mangle(self.heads[c], mem, secret));
-            words.add(1).write(secret ^ KEY_SALT);
+            words.add(1).write(key_word(secret));
         }
         self.heads[c] = mem;
         self.room[c] -= 1;
@@ -299,7 +310,7 @@ impl ThreadCache {
         }
         let secret = registry::key_initialized();
         // SAFETY: as in `try_push`.
-        if crate::chunk::CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == secret ^ KEY_SALT
+        if crate::chunk::CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == key_word(secret)
         {
             self.check_double_free(c, mem);
         }
@@ -330,11 +341,15 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn check_double_free(&self, c: usize, mem: *mut u8) {
-        for cls in c.saturating_sub(1)..=c {
-            if self.entries(cls).any(|e| e == mem) {
-                fatal(Misuse::DoubleFree, mem);
-            }
+        if self.holds(c, mem) || parked(mem) {
+            fatal(Misuse::DoubleFree, mem);
         }
+    }
+
+    /// Is `mem`, a chunk whose size is of class `c`, an entry of this
+    /// thread's cache? (Entries of class c - 1 may have class c's size.)
+    fn holds(&self, c: usize, mem: *mut u8) -> bool {
+        (c.saturating_sub(1)..=c).any(|cls| self.entries(cls).any(|e| e == mem))
     }
 
     /// The entries of class `c`, head first, for the walks that do not pop
@@ -399,7 +414,7 @@ impl ThreadCache {
     /// Gives `n` entries of class `c` back to their arenas.
     #[cold]
     pub(crate) fn flush_class(&mut self, c: usize, n: usize) {
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(self.arena);
         for _ in 0..n {
             let mem = self.take(c);
             if mem.is_null() {
@@ -410,9 +425,10 @@ impl ThreadCache {
         batch.finish();
     }
 
-    /// Gives every entry back.
+    /// Gives every entry back, freed for good (the thread is leaving, or
+    /// memory is being trimmed: nothing is parked for a refill).
     pub(crate) fn flush_all(&mut self) {
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(ptr::null_mut());
         for c in 0..NCLASSES {
             loop {
                 let mem = self.take(c);
@@ -433,23 +449,39 @@ impl ThreadCache {
     /// The caller holds `a`'s lock.
     pub(crate) unsafe fn refill(&mut self, a: &mut Arena, c: usize) -> *mut u8 {
         let request = MIN_CHUNK_SIZE + 16 * c - CHUNK_OVERHEAD;
-        let first = a.malloc(request);
+        // Parked chunks of the class first (see `crate::quick`), then
+        // fresh ones.
+        // SAFETY: the caller holds `a`'s lock.
+        let mut first = unsafe { a.unpark(c) };
+        if first.is_null() {
+            first = a.malloc(request);
+        }
         if first.is_null() || self.status != LIVE {
             return first;
         }
-        let want = (MAX_COUNT[c] / 2) as usize;
-        for _ in 1..want {
-            if self.room[c] == 0 {
-                break;
-            }
-            let p = a.malloc(request);
-            if p.is_null() {
-                break;
-            }
-            // A fresh in-use chunk of class c, and the class has room.
-            self.link(c, p, registry::key_initialized());
-        }
+        let want = (MAX_COUNT[c] / 2) as usize - 1;
+        // SAFETY: as above.
+        let got = self.fill(c, want, || unsafe { a.unpark(c) });
+        self.fill(c, want - got, || a.malloc(request));
         first
+    }
+
+    /// Links up to `n` in-use chunks of class `c` from `next` (until it
+    /// returns null or the class is full); returns how many.
+    #[inline(always)]
+    fn fill(&mut self, c: usize, n: usize, mut next: impl FnMut() -> *mut u8) -> usize {
+        let secret = registry::key_initialized();
+        for k in 0..n {
+            if self.room[c] == 0 {
+                return k;
+            }
+            let p = next();
+            if p.is_null() {
+                return k;
+            }
+            self.link(c, p, secret);
+        }
+        n
     }
 
     /// The thread is exiting: flush everything, detach from the arena and
@@ -457,6 +489,17 @@ impl ThreadCache {
     fn shut_down(&mut self) {
         if self.status == LIVE {
             self.flush_all();
+            // What this thread parked in its arena would otherwise wait
+            // for the arena's next consolidation, which may never come if
+            // no thread uses it again.
+            let a = self.arena;
+            // SAFETY: arenas are never freed; unlocked right after.
+            unsafe {
+                if !a.is_null() && (*a).quick_pending() && !(*a).abandoned && arena::try_lock(a) {
+                    (*a).release_parked();
+                    arena::unlock(a);
+                }
+            }
         }
         self.status = DEAD;
         self.room = [0; NCLASSES];
@@ -488,6 +531,41 @@ impl Iterator for Entries {
     }
 }
 
+/// Is the validated in-use chunk at `mem` parked on its arena's quick list
+/// (FLAG4 in its head; see `crate::quick`)? Read without the arena's lock:
+/// the flag is set while the chunk sits there, and the program, which
+/// freed it, has no business with it either way.
+#[cold]
+fn parked(mem: *mut u8) -> bool {
+    // SAFETY: `mem` was validated as an in-use chunk by the caller's caller.
+    unsafe { Chunk::head(Chunk::from_mem(mem)).flag4() }
+}
+
+/// `realloc` of `mem`, validated as an in-use chunk: aborts if it carries
+/// the cache key and is an entry of this thread's cache or of a quick list
+/// (a freed pointer). A chunk in another thread's cache is not seen (only
+/// its thread may walk it), as for a double free.
+pub(crate) fn check_realloc(mem: *mut u8) {
+    if !crate::chunk::CHECKS {
+        return;
+    }
+    // SAFETY: a validated in-use chunk: its payload is readable.
+    let word = unsafe { mem.cast::<usize>().add(1).read() };
+    if word != key_word(registry::key_initialized()) {
+        return;
+    }
+    // SAFETY: as above.
+    let size = unsafe { Chunk::size(Chunk::from_mem(mem)) };
+    let class = if size <= MAX_CACHED_SIZE {
+        Some(class_of(size))
+    } else {
+        medium_class_of_chunk(size)
+    };
+    if parked(mem) || class.is_some_and(|c| with(|tc| tc.holds(c, mem))) {
+        fatal(Misuse::ReallocFreed, mem);
+    }
+}
+
 /// `pop` found no entry at the head: null if the list is empty, else the
 /// head is a link that demangled to garbage, which is reported.
 #[cold]
@@ -500,17 +578,23 @@ fn empty_or_corrupt(head: *mut u8) -> *mut u8 {
 }
 
 /// Frees a run of chunks to their owners, locking each owner once per run
-/// of chunks with the same owner.
+/// of chunks with the same owner. Small chunks of arena `home` (the
+/// thread's own, whose refills would take them back) go to its quick
+/// lists while those have room (see `crate::quick`); chunks of other
+/// arenas are freed for good.
 struct Batch {
     owner: *mut Arena,
     locked: bool,
+    home: *mut Arena,
 }
 
 impl Batch {
-    fn new() -> Self {
+    /// `home`: the arena to park in; null parks nothing.
+    fn new(home: *mut Arena) -> Self {
         Batch {
             owner: ptr::null_mut(),
             locked: false,
+            home,
         }
     }
 
@@ -533,6 +617,11 @@ impl Batch {
         // SAFETY: `c` validates `mem` as an in-use chunk of `owner`.
         unsafe {
             if self.locked {
+                // A small chunk waits on its arena's quick list for the
+                // next refill, unmerged (see `crate::quick`).
+                if owner == self.home && !c.direct && (*owner).park(c.chunk) {
+                    return;
+                }
                 (*owner).free_classified(c);
             } else {
                 arena::free_to_owner(c, mem);

@@ -12,6 +12,29 @@ const SCENARIO: &str = "TESSERA_MISUSE_SCENARIO";
 struct Aligned([u8; 64]);
 static GLOBAL_BYTES: Aligned = Aligned([0; 64]);
 
+/// Frees 300 blocks of `size` bytes through the thread cache, so that its
+/// overflow flushes park some on the arena's quick list; returns the
+/// payload addresses of the parked ones (from a snapshot).
+fn park_some(size: usize) -> Vec<*mut u8> {
+    let blocks: Vec<*mut u8> = (0..300).map(|_| global::malloc(size)).collect();
+    for &b in &blocks {
+        // SAFETY: each block is live and freed once.
+        unsafe { global::free(b) };
+    }
+    let mut text = Vec::with_capacity(64 << 20);
+    global::write_snapshot(&mut text, 0);
+    let text = String::from_utf8(text).unwrap();
+    let parked: Vec<*mut u8> = text
+        .split_inclusive("end\n")
+        .flat_map(|part| tessera::Snapshot::parse(part).unwrap().chunks)
+        .filter(|c| c.kind == tessera::inspect::ChunkKind::Parked)
+        .map(|c| (c.addr + 16) as *mut u8)
+        .filter(|p| blocks.contains(p))
+        .collect();
+    assert!(!parked.is_empty(), "no chunk was parked");
+    parked
+}
+
 /// Commits one misuse. Returns only if the misuse went unnoticed.
 fn commit(scenario: &str) {
     let mut h = Heap::new();
@@ -71,6 +94,40 @@ fn commit(scenario: &str) {
                 .join()
                 .unwrap() as *mut u8;
                 global::free(a);
+            }
+            "double_free_parked" => {
+                let parked = park_some(64);
+                global::free(parked[0]);
+            }
+            "realloc_parked" => {
+                let parked = park_some(64);
+                global::realloc(parked[0], 100);
+            }
+            "realloc_thread_cached" => {
+                let a = global::malloc(64);
+                global::free(a);
+                global::realloc(a, 100);
+            }
+            "parked_link_overwrite" => {
+                // Write after free over the (mangled) links of parked
+                // chunks; the refills that take them back must notice.
+                for p in park_some(64) {
+                    p.cast::<usize>().write(0x1234_5678);
+                }
+                for _ in 0..300 {
+                    global::malloc(64);
+                }
+            }
+            "parked_header_overwrite" => {
+                // An overflow from the chunk before rewrites the head of
+                // parked chunks (size 80 becomes 96).
+                for p in park_some(64) {
+                    let head = p.cast::<usize>().sub(1);
+                    head.write(head.read() + 16);
+                }
+                for _ in 0..300 {
+                    global::malloc(64);
+                }
             }
             "double_free_medium_cached" => {
                 // 5000 bytes: a medium class of the thread cache.
@@ -210,6 +267,12 @@ fn expect_abort(scenario: &str, message: &str) {
         .output()
         .expect("run the child");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Caught while the scenario ran, not by some later check at exit.
+    assert!(
+        !stdout.contains("went unnoticed"),
+        "{scenario}: the misuse went unnoticed while it happened\nstderr: {stderr}"
+    );
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         out.status.signal(),
@@ -250,6 +313,11 @@ misuse! {
     double_free_thread_cached => "double free";
     double_free_flushed_small => "double free";
     double_free_medium_cached => "double free";
+    double_free_parked => "double free";
+    realloc_parked => "realloc of a freed pointer";
+    realloc_thread_cached => "realloc of a freed pointer";
+    parked_link_overwrite => "corrupted free-list links";
+    parked_header_overwrite => "corrupted chunk header";
     double_free_global_small_bin => "double free";
     free_stack => "no Tessera heap handed out";
     free_global => "no Tessera heap handed out";
