@@ -43,8 +43,9 @@
 //!
 //! Flag bits of `head` (see [`Head`]): `P` = PINUSE (bit 0, the *previous*
 //! chunk is in use), `C` = CINUSE (bit 1, this chunk is in use), `4` = FLAG4
-//! (bit 2; unused by dlmalloc; Tessera sets it in snapshots on chunks parked
-//! in a thread cache, see [`Head::FLAG4`]). Chunks that were mapped
+//! (bit 2; unused by dlmalloc; Tessera sets it on chunks parked on an
+//! arena's quick list, and in snapshots on chunks in a thread cache, see
+//! [`Head::FLAG4`]). Chunks that were mapped
 //! directly from the OS have both P and C clear; their prev_foot holds the
 //! distance back to the start of their mapping. A fencepost has head
 //! `8 | C | P` and ends a segment.
@@ -146,13 +147,15 @@ impl Head {
     pub const PINUSE: usize = 1;
     /// This chunk is in use (dlmalloc's CINUSE_BIT).
     pub const CINUSE: usize = 2;
-    /// Spare bit. Tessera: the chunk is parked in a thread cache (in use as
-    /// far as the heap knows, free as far as the program knows), set only
+    /// Spare bit. Tessera: the chunk is parked (in use as far as the heap
+    /// knows, free as far as the program knows). Kept set while the chunk
+    /// sits on its arena's quick list (`crate::quick`; only holders of the
+    /// arena's lock write it). For a chunk in a thread cache, set only
     /// while a snapshot of its arena is written, by the cache's own thread
-    /// holding the arena's lock (`tcache::mark_entries_of`). It is not kept
-    /// set while the chunk is cached: the cache works without the arena
-    /// lock, while another thread holding the lock may flip PINUSE in the
-    /// same head word, and one of the two updates would be lost.
+    /// holding the arena's lock (`tcache::mark_entries_of`): not while the
+    /// chunk is cached, because the cache works without the arena lock,
+    /// while another thread holding the lock may flip PINUSE in the same
+    /// head word, and one of the two updates would be lost.
     pub const FLAG4: usize = 4;
     /// PINUSE | CINUSE.
     pub const INUSE_BITS: usize = Self::PINUSE | Self::CINUSE;
