@@ -541,10 +541,10 @@ fn parked(mem: *mut u8) -> bool {
     unsafe { Chunk::head(Chunk::from_mem(mem)).flag4() }
 }
 
-/// `realloc` of `mem`, validated as an in-use chunk: aborts if it carries
-/// the cache key and is an entry of this thread's cache or of a quick list
-/// (a freed pointer). A chunk in another thread's cache is not seen (only
-/// its thread may walk it), as for a double free.
+/// `realloc` of `mem`, validated by `classify` (which refuses parked
+/// chunks): aborts if it carries the cache key and is an entry of this
+/// thread's cache (a freed pointer). A chunk in another thread's cache is
+/// not seen (only its thread may walk it), as for a double free.
 pub(crate) fn check_realloc(mem: *mut u8) {
     if !crate::chunk::CHECKS {
         return;
@@ -561,7 +561,7 @@ pub(crate) fn check_realloc(mem: *mut u8) {
     } else {
         medium_class_of_chunk(size)
     };
-    if parked(mem) || class.is_some_and(|c| with(|tc| tc.holds(c, mem))) {
+    if class.is_some_and(|c| with(|tc| tc.holds(c, mem))) {
         fatal(Misuse::ReallocFreed, mem);
     }
 }
