@@ -331,4 +331,26 @@ mod tests {
         assert!(text.contains("tree bin   3"), "{text}");
         assert_eq!(Histogram::free_chunks(&snap).total(), 2);
     }
+
+    #[test]
+    fn parked_chunks_have_their_own_count() {
+        let mut h = Heap::new();
+        let a = h.malloc(100);
+        let _g = h.malloc(10);
+        let mut text = Vec::new();
+        h.write_snapshot(&mut text, 0);
+        let text = String::from_utf8(text).unwrap();
+        // Only arenas park chunks: mark `a` as parked in the text form.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("chunk {:#x} ", a as usize - 16)))
+            .unwrap();
+        let text = text.replace(line, &line.replace(" inuse", " parked"));
+        let snap = Snapshot::parse(&text).unwrap();
+        let bins = Bins::of(&snap);
+        assert_eq!(bins.parked, (1, 112));
+        assert_eq!(bins.in_use.0, 1);
+        let out = bins.text("arena 0", &|a| format!("{a:#x}"));
+        assert!(out.contains("parked: 1, 112 B"), "{out}");
+    }
 }

@@ -21,7 +21,7 @@
 //! tessera-snapshot 1
 //! heap state=0x.. state_size=N footprint=N max_footprint=N top=0x.. topsize=N dv=0x.. dvsize=N smallmap=0x.. treemap=0x.. mmap_threshold=N direct=N
 //! segment base=0x.. committed=N reserved=N first=0x.. state=0|1
-//! chunk 0x<addr> <size> 0x<head> <kind>      kind: inuse cached small:<i> tree:<i> dv top fence direct
+//! chunk 0x<addr> <size> 0x<head> <kind>      kind: inuse cached parked small:<i> tree:<i> dv top fence direct
 //! direct header=0x.. map_size=N chunk=0x..
 //! page 0x<addr> <8192 hex digits: the page's 4096 bytes>
 //! end

@@ -95,7 +95,7 @@ impl QuickLists {
     }
 
     /// Parks `mem`, a validated in-use chunk of exactly class `c`'s size,
-    /// if its list has room; returns whether it did.
+    /// if the arena's [`BUDGET`] has room; returns whether it did.
     ///
     /// # Safety
     /// The caller holds the arena's lock, and `mem` is an in-use chunk of
@@ -216,8 +216,8 @@ impl<S: PageSource> State<S> {
     }
 
     /// Parks the in-use chunk `p` (leaving a thread cache) on its quick
-    /// list instead of freeing it, if it has a quick-list size and its list
-    /// has room; returns whether it did.
+    /// list instead of freeing it, if it has a quick-list size and the
+    /// budget has room (never in debug mode); returns whether it did.
     ///
     /// # Safety
     /// `p` must be a validated in-use segment chunk of this heap that
@@ -247,8 +247,9 @@ impl<S: PageSource> State<S> {
         unsafe { (*self.quick).pop(c) }
     }
 
-    /// Is the chunk `p` of `size` bytes on its quick list? (For the checker
-    /// and snapshots: a walk of one list.)
+    /// Is the chunk `p` of `size` bytes on its quick list? (For snapshots,
+    /// which must tell parked chunks from thread-cache entries marked with
+    /// FLAG4 for the occasion: a walk of one list.)
     pub(crate) fn is_parked(&self, p: *mut Chunk, size: usize) -> bool {
         if self.quick.is_null() || size > MAX_CACHED_SIZE {
             return false;
