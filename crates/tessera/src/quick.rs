@@ -75,7 +75,7 @@ const _: () = assert!(
 );
 
 impl QuickLists {
-    const EMPTY: QuickLists = QuickLists {
+    pub(crate) const EMPTY: QuickLists = QuickLists {
         heads: [EMPTY; NSMALL],
         count: [0; NSMALL],
         map: 0,

@@ -50,6 +50,13 @@ pub enum Op {
     IndependentCalloc(usize, usize),
     /// `independent_comalloc(sizes)`.
     IndependentComalloc(Vec<usize>),
+    /// A thread cache's flush: a live block parked on the heap's quick
+    /// list ([`Model::with_quick_lists`]); freed when it has no quick-list
+    /// size, the budget is full or the heap has no lists.
+    Park(usize),
+    /// A thread cache's refill: the first parked chunk of small class
+    /// `class % 64` (chunk size `32 + 16 class`) taken back, if any.
+    Unpark(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +77,8 @@ pub struct Model<S: PageSource> {
     pub check_every_op: bool,
     /// Allocation failures seen (expected with a failing page source).
     pub failures: usize,
+    /// The heap's quick lists, if any (after `heap`, so dropped after it).
+    quick: Option<std::boxed::Box<crate::quick::QuickLists>>,
 }
 
 fn pattern_byte(id: u64, i: usize) -> u8 {
@@ -95,7 +104,18 @@ impl<S: PageSource> Model<S> {
             next_id: 1,
             check_every_op: true,
             failures: 0,
+            quick: None,
         }
+    }
+
+    /// Gives the heap quick lists of its own, as an arena has (a
+    /// standalone heap has none), so that [`Op::Park`] and [`Op::Unpark`]
+    /// exercise parking, refills and consolidation.
+    pub fn with_quick_lists(mut self) -> Self {
+        let mut lists = std::boxed::Box::new(crate::quick::QuickLists::EMPTY);
+        self.heap.state_mut().quick = &mut *lists;
+        self.quick = Some(lists);
+        self
     }
 
     /// Live blocks.
@@ -261,6 +281,27 @@ impl<S: PageSource> Model<S> {
             Op::Trim(pad) => {
                 self.heap.trim(pad);
             }
+            Op::Park(slot) => {
+                if let Some(b) = self.take(slot) {
+                    self.verify(&b, b.size)?;
+                    let p = crate::chunk::Chunk::from_mem(b.ptr as *mut u8);
+                    // SAFETY: a live block of this heap, given up here.
+                    unsafe {
+                        if !self.heap.state_mut().park(p) {
+                            self.heap.free(b.ptr as *mut u8);
+                        }
+                    }
+                }
+            }
+            Op::Unpark(class) => {
+                let c = class % crate::tcache::NSMALL;
+                // SAFETY: the heap's own lists, single-threaded.
+                let p = unsafe { self.heap.state_mut().unpark(c) };
+                if !p.is_null() {
+                    let size = 32 + 16 * c - crate::chunk::CHUNK_OVERHEAD;
+                    self.add(p, size, false)?;
+                }
+            }
             Op::IndependentCalloc(n, size) => {
                 let mut out = std::vec![core::ptr::null_mut(); n];
                 if self.heap.independent_calloc(n, size, &mut out) {
@@ -367,7 +408,9 @@ impl OpGen {
         let slot = self.next_u64() as usize;
         match self.below(100) {
             0..=39 => Op::Malloc(self.size()),
-            40..=74 => Op::Free(slot),
+            40..=71 => Op::Free(slot),
+            72..=73 => Op::Park(slot),
+            74 => Op::Unpark(self.below(64)),
             75..=84 => Op::Realloc(slot, self.size()),
             85..=88 => Op::ReallocInPlace(slot, self.size()),
             89..=92 => Op::Calloc(self.below(16) + 1, self.size() / 8),
@@ -459,7 +502,9 @@ impl ByteReader<'_> {
 
     fn op(&mut self) -> Op {
         match self.byte() {
-            0..=89 => Op::Malloc(self.size()),
+            0..=85 => Op::Malloc(self.size()),
+            86..=87 => Op::Park(self.slot()),
+            88..=89 => Op::Unpark(self.slot()),
             90..=169 => Op::Free(self.slot()),
             170..=199 => Op::Realloc(self.slot(), self.size()),
             200..=211 => Op::ReallocInPlace(self.slot(), self.size()),
@@ -498,7 +543,9 @@ impl ByteReader<'_> {
 /// zeros) or after [`FUZZ_MAX_OPS`] operations.
 ///
 /// Each operation is an opcode byte followed by its arguments. Opcodes by
-/// range: `0..=89` malloc, `90..=169` free, `170..=199` realloc,
+/// range: `0..=85` malloc, `86..=87` park (a thread-cache flush; a
+/// free unless the plan gives the heap quick lists), `88..=89` unpark (a
+/// refill of class `byte % 64`), `90..=169` free, `170..=199` realloc,
 /// `200..=211` realloc in place, `212..=223` calloc, `224..=237` memalign,
 /// `238..=241` trim, `242..=248` independent calloc, `249..=255`
 /// independent comalloc. A slot is one byte; an alignment is one byte
@@ -555,6 +602,8 @@ pub struct FuzzPlan {
     pub footprint_limit: usize,
     /// Debug tier ([`Heap::set_debug`]): level and check period.
     pub debug: (u8, u32),
+    /// Give the heap quick lists ([`Model::with_quick_lists`]).
+    pub quick_lists: bool,
     /// The operations, in order.
     pub ops: Vec<Op>,
 }
@@ -590,7 +639,8 @@ impl FuzzPlan {
     /// - byte 2: bits 0–1 the footprint limit (256 MiB, 512 KiB, 4 MiB,
     ///   32 MiB); bits 2–3 the debug tier (off, off, level 2, level 2 with
     ///   a full check every 7 operations); bit 4 the dynamic mmap threshold
-    ///   (`Config::dynamic_threshold`); bits 5–7 are ignored.
+    ///   (`Config::dynamic_threshold`); bit 5 quick lists
+    ///   ([`Model::with_quick_lists`]); bits 6–7 are ignored.
     /// - the rest: [`ops_from_bytes`].
     pub fn from_bytes(data: &[u8]) -> FuzzPlan {
         let mut r = ByteReader { data, pos: 0 };
@@ -634,6 +684,7 @@ impl FuzzPlan {
             config,
             footprint_limit,
             debug,
+            quick_lists: l & 0x20 != 0,
             ops: ops_from_bytes(rest),
         }
     }
@@ -650,6 +701,9 @@ impl FuzzPlan {
         let heap = Heap::with_config(Faulty::new(Mmap), self.config)
             .ok_or("the OS refused the first segment (no fault was armed yet)")?;
         let mut m = Model::new(heap);
+        if self.quick_lists {
+            m = m.with_quick_lists();
+        }
         m.check_every_op = true;
         m.heap.set_footprint_limit(self.footprint_limit);
         if self.debug.0 != 0 {

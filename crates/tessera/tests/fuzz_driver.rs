@@ -69,7 +69,7 @@ fn cases() -> usize {
 fn seeded_random_inputs_pass_and_reach_every_path() {
     let mut gen = OpGen::new(0xF022);
     let mut total = FuzzOutcome::default();
-    let mut seen = [false; 9];
+    let mut seen = [false; 11];
     for case in 0..cases() {
         let data = seeded_input(&mut gen);
         for op in ops_from_bytes(&data[FUZZ_HEADER_LEN..]) {
@@ -83,6 +83,8 @@ fn seeded_random_inputs_pass_and_reach_every_path() {
                 Op::Trim(_) => 6,
                 Op::IndependentCalloc(..) => 7,
                 Op::IndependentComalloc(_) => 8,
+                Op::Park(_) => 9,
+                Op::Unpark(_) => 10,
             }] = true;
         }
         let out = try_fuzz_one(&data)

@@ -29,6 +29,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..(1 << 20)).prop_map(Op::Trim),
         1 => (1usize..8, 0usize..600).prop_map(|(n, s)| Op::IndependentCalloc(n, s)),
         1 => proptest::collection::vec(0usize..3000, 1..6).prop_map(Op::IndependentComalloc),
+        2 => any::<usize>().prop_map(Op::Park),
+        1 => (0usize..64).prop_map(Op::Unpark),
     ]
 }
 
@@ -48,7 +50,9 @@ proptest! {
 
     #[test]
     fn random_programs_keep_every_invariant(ops in proptest::collection::vec(op(), 1..120)) {
-        let mut m = Model::new(Heap::new());
+        // With quick lists, as an arena has: `Park` and `Unpark` play a
+        // thread cache's flushes and refills.
+        let mut m = Model::new(Heap::new()).with_quick_lists();
         if let Err(e) = m.run(&ops) {
             panic!("{e}");
         }
@@ -82,7 +86,8 @@ fn long_deterministic_run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let mut gen = OpGen::new(0x5EED);
-    let mut m = Model::new(Heap::new());
+    let mut m = Model::new(Heap::new()).with_quick_lists();
+    let mut parked_seen = 0;
     // A full check after every op would make a long run quadratic in the
     // heap size; check every 64 ops and after every large op instead.
     m.check_every_op = false;
@@ -94,6 +99,7 @@ fn long_deterministic_run() {
             m.heap
                 .check()
                 .unwrap_or_else(|e| panic!("after op {i} {op:?}: {e}"));
+            parked_seen = parked_seen.max(m.heap.stats().smblks);
         }
         // Keep the live set bounded so the run stays fast.
         while m.live() > 2000 {
@@ -101,6 +107,11 @@ fn long_deterministic_run() {
         }
     }
     m.free_all().unwrap();
+    if n >= 100_000 {
+        // (Consolidation empties the lists often: the heap grows, top
+        // passes the trim threshold, `Trim` runs.)
+        assert!(parked_seen >= 5, "the run parked chunks ({parked_seen})");
+    }
 }
 
 #[test]
