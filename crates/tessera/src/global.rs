@@ -391,7 +391,9 @@ pub fn trim(pad: usize) -> bool {
 }
 
 /// Statistics summed over every arena (chunks in thread caches count as in
-/// use). `max_footprint` is the peak of the process-wide total.
+/// use; chunks parked on the arenas' quick lists as free, in
+/// `smblks`/`fsmblks`). `max_footprint` is the peak of the process-wide
+/// total.
 pub fn stats() -> crate::Stats {
     let mut total = crate::Stats::default();
     arena::for_each(&mut |_, a| {
