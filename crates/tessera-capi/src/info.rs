@@ -286,14 +286,12 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
             ChunkKind::SmallBin(i) => bins[usize::from(i) % 32].add(c.size),
             ChunkKind::TreeBin(i) => bins[32 + usize::from(i) % 32].add(c.size),
             ChunkKind::Dv => bins[DV_SLOT].add(c.size),
-            ChunkKind::Cached => {
+            ChunkKind::Cached | ChunkKind::Parked => {
                 t.fast_count += 1;
                 t.fast_size += c.size;
-            }
-            ChunkKind::Parked => {
-                t.fast_count += 1;
-                t.fast_size += c.size;
-                parked[(c.size / 16) % parked.len()].add(c.size);
+                if c.kind == ChunkKind::Parked {
+                    parked[(c.size / 16) % parked.len()].add(c.size);
+                }
             }
             _ => {}
         },

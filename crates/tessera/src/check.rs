@@ -288,6 +288,7 @@ impl<S: PageSource> State<S> {
             let q = unsafe { &*self.quick };
             let mut bytes = 0;
             for c in 0..crate::tcache::NSMALL {
+                let mut last = core::ptr::null_mut();
                 let size = MIN_CHUNK_SIZE + 16 * c;
                 if (q.map >> c & 1 != 0) != (q.len(c) != 0) {
                     return fail(c, "quick map bit c is set exactly when list c is non-empty");
@@ -314,8 +315,14 @@ impl<S: PageSource> State<S> {
                     }
                     bytes += size;
                     total += 1;
+                    last = mem;
                 }
-                if q.len(c) != 0 && q.end_link(c) != Some(crate::tcache::EMPTY) {
+                // SAFETY: `last`, when set, is an entry that passed the
+                // checks above: its first payload word is readable.
+                if !last.is_null()
+                    && crate::tcache::demangle(unsafe { last.cast::<usize>().read() }, last)
+                        != crate::tcache::EMPTY
+                {
                     return fail(c, "quick list c ends after its count");
                 }
             }

@@ -628,7 +628,7 @@ impl<S: PageSource> State<S> {
     /// # Safety
     /// The heap must be consistent.
     #[inline(always)]
-    unsafe fn after_free(&mut self) {
+    pub(crate) unsafe fn after_free(&mut self) {
         // SAFETY: forwarded to the caller.
         unsafe {
             if self.topsize > self.config.trim_threshold {

@@ -173,15 +173,6 @@ impl QuickLists {
         self.count[c % NSMALL] as usize
     }
 
-    /// The link stored in the last entry of class `c` (the thread cache's
-    /// `EMPTY` in a sound list); None if the list is empty or a link on the
-    /// way is not plausible.
-    pub(crate) fn end_link(&self, c: usize) -> Option<*mut u8> {
-        let last = self.entries(c).last()?.ok()?;
-        // SAFETY: a plausible entry: its first payload word is readable.
-        Some(demangle(unsafe { last.cast::<usize>().read() }, last))
-    }
-
     /// The entries of class `c`, head first, without changing anything
     /// (for the consistency checker): `Err(entry)` for the first entry
     /// whose link is not a plausible chunk, which ends the walk.
@@ -268,9 +259,7 @@ impl<S: PageSource> State<S> {
         // SAFETY: forwarded to the caller.
         unsafe {
             self.consolidate_quick();
-            if self.topsize > self.config.trim_threshold {
-                self.trim_top(self.config.top_pad);
-            }
+            self.after_free();
         }
     }
 

@@ -298,7 +298,7 @@ impl<S: PageSource> Model<S> {
                 // SAFETY: the heap's own lists, single-threaded.
                 let p = unsafe { self.heap.state_mut().unpark(c) };
                 if !p.is_null() {
-                    let size = 32 + 16 * c - crate::chunk::CHUNK_OVERHEAD;
+                    let size = crate::chunk::MIN_CHUNK_SIZE + 16 * c - crate::chunk::CHUNK_OVERHEAD;
                     self.add(p, size, false)?;
                 }
             }
@@ -357,6 +357,23 @@ impl<S: PageSource> Model<S> {
         }
         Ok(())
     }
+}
+
+/// Every chunk of every arena of the process allocator, as snapshots of
+/// them show it (for tests that look for chunks of one kind, such as
+/// `parked`). The snapshots are written into a buffer reserved first: the
+/// sink runs under the arena locks and must not allocate.
+pub fn global_chunks() -> Vec<crate::inspect::ChunkInfo> {
+    let mut text = Vec::with_capacity(64 << 20);
+    crate::global::write_snapshot(&mut text, 0);
+    let text = String::from_utf8(text).expect("snapshots are text");
+    text.split_inclusive("end\n")
+        .flat_map(|part| {
+            crate::inspect::Snapshot::parse(part)
+                .expect("a snapshot that parses")
+                .chunks
+        })
+        .collect()
 }
 
 /// A deterministic generator of operation sequences (xorshift), for long

@@ -21,14 +21,10 @@ fn park_some(size: usize) -> Vec<*mut u8> {
         // SAFETY: each block is live and freed once.
         unsafe { global::free(b) };
     }
-    let mut text = Vec::with_capacity(64 << 20);
-    global::write_snapshot(&mut text, 0);
-    let text = String::from_utf8(text).unwrap();
-    let parked: Vec<*mut u8> = text
-        .split_inclusive("end\n")
-        .flat_map(|part| tessera::Snapshot::parse(part).unwrap().chunks)
+    let parked: Vec<*mut u8> = tessera::testing::global_chunks()
+        .into_iter()
         .filter(|c| c.kind == tessera::inspect::ChunkKind::Parked)
-        .map(|c| (c.addr + 16) as *mut u8)
+        .map(|c| c.mem() as *mut u8)
         .filter(|p| blocks.contains(p))
         .collect();
     assert!(!parked.is_empty(), "no chunk was parked");

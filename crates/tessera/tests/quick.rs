@@ -10,13 +10,10 @@ use tessera::inspect::ChunkKind;
 
 /// Payload addresses of the chunks a snapshot of every arena shows parked.
 fn parked() -> Vec<usize> {
-    let mut text = Vec::with_capacity(64 << 20);
-    global::write_snapshot(&mut text, 0);
-    let text = String::from_utf8(text).unwrap();
-    text.split_inclusive("end\n")
-        .flat_map(|part| tessera::Snapshot::parse(part).unwrap().chunks)
+    tessera::testing::global_chunks()
+        .into_iter()
         .filter(|c| c.kind == ChunkKind::Parked)
-        .map(|c| c.addr + 16)
+        .map(|c| c.mem())
         .collect()
 }
 
