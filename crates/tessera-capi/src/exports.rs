@@ -26,12 +26,12 @@ use crate::errno::Errno;
 use crate::runtime::{self, mode, READY, TRACING};
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use tessera_core::chunk::MALLOC_ALIGNMENT;
 use tessera_core::global;
-use tessera_core::trace::Event;
+use tessera_core::heap::chunk::MALLOC_ALIGNMENT;
+use tessera_core::inspect::trace::Event;
 
 /// The page size (`valloc`, `pvalloc`).
-pub const PAGE: usize = tessera_core::os::PAGE_SIZE;
+pub const PAGE: usize = tessera_core::sys::os::PAGE_SIZE;
 
 /// The largest alignment `memalign` accepts (glibc's limit).
 pub const MAX_ALIGN: usize = usize::MAX / 2 + 1;
