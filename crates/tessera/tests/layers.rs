@@ -19,12 +19,14 @@ use std::path::{Path, PathBuf};
 /// Crate `tessera`, bottom up.
 const TESSERA: &[(&str, &[&str])] = &[
     (
-        "sys: pages, locks, fatal reports, the address registry",
+        "sys: pages, locks, fatal reports, the address registry, errno",
         &[
             "sys::report",
             "sys::os",
             "sys::lock",
             "sys::registry",
+            "sys::errno",
+            "sys::tls",
             "sys",
         ],
     ),

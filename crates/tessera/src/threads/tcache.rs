@@ -55,8 +55,10 @@ use crate::heap::lists::{
     MAX_CACHED_SIZE, NSMALL,
 };
 use crate::heap::segment::Segment;
+use crate::sys::errno;
 use crate::sys::registry;
 use crate::sys::report::{fatal, Misuse};
+use crate::sys::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -182,11 +184,23 @@ std::thread_local! {
     static CACHE: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::NEW) };
 }
 
-/// This thread's cache. (A trivial closure, so `LocalKey::with` inlines to
-/// one thread-pointer-relative address.)
+/// This thread's cache: its address from the one-instruction thread-local
+/// slot (`sys::tls`), stored there on the thread's first access.
 #[inline(always)]
 pub(crate) fn cache() -> *mut ThreadCache {
-    CACHE.with(|c| c.get())
+    let p = tls::load().cast::<ThreadCache>();
+    if !p.is_null() {
+        return p;
+    }
+    cache_first_use()
+}
+
+#[cold]
+#[inline(never)]
+fn cache_first_use() -> *mut ThreadCache {
+    let p = CACHE.with(|c| c.get());
+    tls::store(p.cast());
+    p
 }
 
 /// Runs `f` on this thread's cache.
@@ -747,6 +761,7 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn malloc_refill(size: usize, c: usize) -> *mut u8 {
+    let _errno = errno::Saved::now();
     if with(|tc| tc.usable()) {
         // The arena is locked before the cache is borrowed: binding a
         // thread may register the fork handlers, and `pthread_atfork` may
@@ -773,6 +788,7 @@ fn malloc_refill(size: usize, c: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn malloc_slow(size: usize) -> *mut u8 {
+    let _errno = errno::Saved::now();
     let size = match medium_class(size) {
         Some(c) => {
             let p = with(|tc| tc.take(c));
@@ -835,6 +851,7 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
+    let _errno = errno::Saved::now();
     // SAFETY: this thread's cache; `ptr` as the caller promises.
     if !unsafe { (*cache()).push(c, ptr) } {
         // SAFETY: forwarded.
@@ -854,6 +871,7 @@ unsafe fn free_slow(ptr: *mut u8) {
     if ptr.is_null() {
         return;
     }
+    let _errno = errno::Saved::now();
     let c = classify(ptr, false);
     if c.owner.is_null() {
         // SAFETY: a validated orphan direct chunk.
