@@ -326,7 +326,7 @@ impl<S: PageSource> State<S> {
                     return fail(c, "quick list c ends after its count");
                 }
             }
-            if bytes != q.bytes || bytes > crate::heap::quick::BUDGET {
+            if bytes != q.bytes || bytes > crate::heap::quick::budget(self.max_footprint) {
                 return fail(
                     self.quick,
                     "quick-list bytes are the sum of the entries' sizes, within the budget",

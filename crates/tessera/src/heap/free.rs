@@ -8,6 +8,7 @@
 use super::chunk::{align_up, tag_ok, Chunk, Head, TreeChunk, MIN_CHUNK_SIZE};
 use super::classify::Classified;
 use super::lists::{class_of, MAX_CACHED_SIZE};
+use super::quick;
 use super::segment::{Emptied, Segment};
 use super::state::{Owned, State};
 use crate::sys::os::PageSource;
@@ -289,8 +290,45 @@ impl<S: PageSource> State<S> {
         if self.quick.is_null() || size > MAX_CACHED_SIZE || self.debug.level >= 2 {
             return false;
         }
+        let budget = quick::budget(self.footprint);
         // SAFETY: forwarded to the caller; the lists are this arena's.
-        unsafe { (*self.quick).push(class_of(size), Chunk::to_mem(p)) }
+        unsafe { (*self.quick).push(class_of(size), Chunk::to_mem(p), budget) }
+    }
+
+    /// How many chunks of small class `c` this arena would park now (0 for
+    /// a heap without quick lists, and in debug mode).
+    #[inline]
+    pub(crate) fn quick_room(&self, c: usize) -> usize {
+        if self.quick.is_null() || self.debug.level >= 2 {
+            return 0;
+        }
+        // SAFETY: a non-null `quick` is this arena's, used under its lock.
+        unsafe { (*self.quick).room(c, quick::budget(self.footprint)) }
+    }
+
+    /// Parks a run of `n` chunks of small class `c` (see
+    /// `QuickLists::push_run`), at most [`quick_room`](Self::quick_room).
+    ///
+    /// # Safety
+    /// As for `QuickLists::push_run`; the caller holds the arena's lock.
+    #[inline]
+    pub(crate) unsafe fn park_run(&mut self, c: usize, first: *mut u8, last: *mut u8, n: usize) {
+        // SAFETY: forwarded to the caller; room was checked (non-null lists).
+        unsafe { (*self.quick).push_run(c, first, last, n) }
+    }
+
+    /// Up to `max` parked chunks of small class `c` as a run (see
+    /// `QuickLists::take_run`).
+    ///
+    /// # Safety
+    /// The caller holds the arena's lock.
+    #[inline]
+    pub(crate) unsafe fn unpark_run(&mut self, c: usize, max: usize) -> (*mut u8, *mut u8, usize) {
+        if self.quick.is_null() {
+            return (ptr::null_mut(), ptr::null_mut(), 0);
+        }
+        // SAFETY: forwarded to the caller; the lists are this arena's.
+        unsafe { (*self.quick).take_run(c, max) }
     }
 
     /// An in-use chunk of exactly small class `c`'s size from its quick

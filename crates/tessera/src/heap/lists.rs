@@ -47,6 +47,12 @@ pub const fn class_size(c: usize) -> usize {
     MIN_CHUNK_SIZE + 16 * c
 }
 
+/// Is `size` the chunk size of a small class?
+#[inline(always)]
+pub const fn is_small_class(size: usize) -> bool {
+    size >= MIN_CHUNK_SIZE && size <= MAX_CACHED_SIZE && size % 16 == 0
+}
+
 /// The request that gets a chunk of exactly small class `c`'s size.
 #[inline(always)]
 pub const fn class_request(c: usize) -> usize {

@@ -10,9 +10,11 @@ use super::chunk::{
     align_up, request2size, Chunk, Head, TreeChunk, CHUNK_OVERHEAD, MALLOC_ALIGNMENT, MAX_REQUEST,
     MEM_OFFSET, MIN_CHUNK_SIZE,
 };
+use super::lists::is_small_class;
 use super::segment::MAX_SEGMENT_CHUNK;
-use super::smallbins::{small_index, small_index2size, MAX_SMALL_REQUEST};
+use super::smallbins::{is_small, small_index, small_index2size, MAX_SMALL_REQUEST};
 use super::state::State;
+use super::treebins::compute_tree_index;
 use crate::sys::os::PageSource;
 use crate::sys::report::{fatal, Misuse};
 use core::ptr;
@@ -291,6 +293,94 @@ impl<S: PageSource> State<S> {
     }
 
     // ----------------------------------------------------------------
+    // Runs of chunks for a thread cache's refill
+    // ----------------------------------------------------------------
+
+    /// Up to `k` in-use chunks of exactly `nb` bytes (a small class's chunk
+    /// size) for a thread cache's refill, handed to `sink` one by one;
+    /// returns how many. Where they come from, in order:
+    /// - the exact small bin for `nb` (dlmalloc's own first choice), one
+    ///   chunk at a time;
+    /// - then one chunk big enough for all the rest, taken by `malloc`
+    ///   itself (best fit from the bins, else the dv, else top) if that can
+    ///   be done without the heap growing, and cut into chunks of `nb`
+    ///   bytes lying next to each other, handed out in ascending address
+    ///   order (as `independent_calloc` cuts its block); the last may be 16
+    ///   bytes larger, when the block came with a remainder too small to
+    ///   split;
+    /// - and if all that gave nothing, one ordinary `malloc` (which may
+    ///   grow the heap).
+    ///
+    /// One bin search per refill instead of one per chunk, and the chunks
+    /// of a refill sit together in memory, in the order the program gets
+    /// them.
+    pub(crate) fn malloc_run(
+        &mut self,
+        nb: usize,
+        k: usize,
+        mut sink: impl FnMut(*mut u8),
+    ) -> usize {
+        debug_assert!(is_small_class(nb));
+        let mut got = 0;
+        if is_small(nb) {
+            let idx = small_index(nb);
+            // SAFETY: the state is consistent between calls; bin `idx` is
+            // non-empty whenever its map bit is set.
+            while got < k && self.small.map & (1 << idx) != 0 {
+                sink(unsafe { self.take_small(idx) });
+                got += 1;
+            }
+        }
+        let mut rest = k - got;
+        while rest > 1 && !self.can_serve_without_growth(rest * nb) {
+            rest /= 2;
+        }
+        if rest > 1 {
+            let mem = self.malloc(rest * nb - CHUNK_OVERHEAD);
+            if !mem.is_null() {
+                // SAFETY: a fresh in-use segment chunk of at least rest * nb
+                // bytes (its remainder was too small to split off); the
+                // pieces tile it exactly, each in use behind an in-use one.
+                unsafe {
+                    let mut p = Chunk::from_mem(mem);
+                    let mut left = Chunk::size(p);
+                    for _ in 1..rest {
+                        Chunk::set_size_and_pinuse_of_inuse(p, nb);
+                        sink(Chunk::to_mem(p));
+                        p = Chunk::plus_offset(p, nb);
+                        left -= nb;
+                    }
+                    Chunk::set_size_and_pinuse_of_inuse(p, left);
+                    sink(Chunk::to_mem(p));
+                }
+                got += rest;
+            }
+        }
+        if got == 0 {
+            let mem = self.malloc(nb - CHUNK_OVERHEAD);
+            if !mem.is_null() {
+                sink(mem);
+                got = 1;
+            }
+        }
+        got
+    }
+
+    /// Can `malloc` serve a chunk of `nb` bytes from the bins, the dv or
+    /// top, without asking the OS? (Sure answers only: a tree bin above
+    /// `nb`'s own, whose every chunk is larger; a small bin at or above.)
+    fn can_serve_without_growth(&self, nb: usize) -> bool {
+        if self.dvsize >= nb || self.topsize >= nb + MIN_CHUNK_SIZE {
+            return true;
+        }
+        if is_small(nb) && self.small.map >> small_index(nb) != 0 {
+            return true;
+        }
+        let i = compute_tree_index(nb);
+        i + 1 < 32 && self.tree.map >> (i + 1) != 0
+    }
+
+    // ----------------------------------------------------------------
     // memalign, calloc, independent_calloc / independent_comalloc
     // ----------------------------------------------------------------
 
@@ -433,5 +523,70 @@ impl<S: PageSource> State<S> {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::heap::chunk::{tag_ok, Chunk};
+    use crate::Heap;
+    use std::vec::Vec;
+
+    /// Collects a run from `malloc_run`.
+    fn run(heap: &mut Heap, nb: usize, k: usize) -> Vec<*mut u8> {
+        let mut got = Vec::new();
+        let n = heap.state_mut().malloc_run(nb, k, |m| got.push(m));
+        assert_eq!(n, got.len());
+        got
+    }
+
+    #[test]
+    fn a_run_is_carved_in_ascending_order_next_to_each_other() {
+        let mut heap = Heap::new();
+        let blocks = run(&mut heap, 48, 16);
+        assert_eq!(blocks.len(), 16);
+        for w in blocks.windows(2) {
+            assert_eq!(w[1] as usize - w[0] as usize, 48, "adjacent, ascending");
+        }
+        for &b in &blocks {
+            let p = Chunk::from_mem(b);
+            // SAFETY: live chunks the run just handed out.
+            let h = unsafe { Chunk::head(p) };
+            assert!(h.cinuse() && h.size() == 48 && tag_ok(p, h));
+        }
+        heap.check().unwrap();
+        for &b in &blocks {
+            // SAFETY: each live, freed once.
+            unsafe { heap.free(b) };
+        }
+        heap.check().unwrap();
+    }
+
+    #[test]
+    fn a_run_takes_the_exact_bin_first_and_never_grows_the_heap_for_the_rest() {
+        let mut heap = Heap::new();
+        // Three free 64-byte chunks in their small bin, kept apart by
+        // in-use ones.
+        let a: Vec<*mut u8> = (0..6).map(|_| heap.malloc(56)).collect();
+        for &b in a.iter().step_by(2) {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(b) };
+        }
+        let before = heap.footprint();
+        let blocks = run(&mut heap, 64, 8);
+        assert_eq!(blocks.len(), 8);
+        let mut firsts = blocks[..3].to_vec();
+        firsts.sort();
+        assert_eq!(firsts, vec![a[0], a[2], a[4]], "the bin's chunks first");
+        assert_eq!(heap.footprint(), before, "the rest fit in top");
+        heap.check().unwrap();
+        // A run larger than top can give without growing: top is cut down
+        // to a few chunks first; the run then still comes back (the last
+        // resort is one ordinary malloc), never empty.
+        let big = heap.malloc(heap.stats().keepcost - 200);
+        assert!(!big.is_null());
+        let rest = run(&mut heap, 1040, 32);
+        assert!(!rest.is_empty());
+        heap.check().unwrap();
     }
 }

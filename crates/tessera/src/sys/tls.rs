@@ -98,13 +98,13 @@ mod tests {
         let mine = 0x1000 as *mut u8;
         store(mine);
         let other = std::thread::spawn(|| {
-            let before = load();
+            let before = load() as usize;
             store(0x2000 as *mut u8);
-            (before, load())
+            (before, load() as usize)
         })
         .join()
         .unwrap();
-        assert_eq!(other, (core::ptr::null_mut(), 0x2000 as *mut u8));
+        assert_eq!(other, (0, 0x2000));
         assert_eq!(load(), mine);
         store(core::ptr::null_mut());
     }

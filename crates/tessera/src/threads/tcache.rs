@@ -47,12 +47,13 @@
 
 use super::arena::{self, Arena};
 use crate::heap::chunk::{
-    request2size, tag_ok_keyed, Chunk, Head, CHECKS, CHUNK_OVERHEAD, MIN_CHUNK_SIZE,
+    plausible, plausible_near, request2size, tag_ok_keyed, Chunk, Head, CHECKS, CHUNK_OVERHEAD,
+    MIN_CHUNK_SIZE,
 };
 use crate::heap::classify::classify;
 use crate::heap::lists::{
-    class_of, class_request, demangle, is_entry, key_word, mangle, EMPTY, MAX_CACHED_REQUEST,
-    MAX_CACHED_SIZE, NSMALL,
+    class_of, class_request, class_size, demangle, is_entry, key_word, mangle, EMPTY,
+    MAX_CACHED_REQUEST, MAX_CACHED_SIZE, NSMALL,
 };
 use crate::heap::segment::Segment;
 use crate::sys::errno;
@@ -379,11 +380,18 @@ impl ThreadCache {
         true
     }
 
-    /// Gives `n` entries of class `c` back to their arenas.
+    /// Gives `n` entries of class `c` back to their arenas: as one run
+    /// parked on the thread's own arena's quick list as far as they can go
+    /// there, the rest one by one.
     #[cold]
     pub(crate) fn flush_class(&mut self, c: usize, n: usize) {
+        let n = n.min(MAX_COUNT[c] as usize - self.room[c]);
+        let parked = if c < NSMALL { self.park_run(c, n) } else { 0 };
+        if parked == n {
+            return;
+        }
         let mut batch = Batch::new(arena::current());
-        for _ in 0..n {
+        for _ in parked..n {
             let mem = self.take(c);
             if mem.is_null() {
                 break;
@@ -391,6 +399,62 @@ impl ThreadCache {
             batch.free(mem);
         }
         batch.finish();
+    }
+
+    /// Moves up to `n` entries from the head of small class `c` to the
+    /// thread's arena's quick list for the class in one piece (see
+    /// `heap::quick`): the entries are already linked, mangled and keyed as
+    /// the quick list wants them, so each costs a check of its head (exactly
+    /// the class's size, in use, this arena's) and FLAG4 set, and the whole
+    /// run one link. Stops at the first entry that does not qualify (another
+    /// arena's, 16 bytes larger, a damaged head or link, the budget
+    /// reached): the per-chunk path takes the rest and reports damage.
+    /// Every link is checked (`plausible_near`) before it is followed.
+    /// Returns how many were parked.
+    fn park_run(&mut self, c: usize, n: usize) -> usize {
+        let home = arena::current();
+        // SAFETY: arenas are never freed; the lock is held from try_lock to
+        // unlock, and only lock holders write chunk heads. Entries are
+        // validated in-use chunks whose segments therefore stay mapped.
+        unsafe {
+            if home.is_null() || (*home).abandoned || !arena::try_lock(home) {
+                return 0;
+            }
+            let n = n.min((*home).quick_room(c));
+            let want = class_size(c) | Head::CINUSE;
+            let owner: *mut () = home.cast();
+            let first = self.heads[c];
+            let mut mem = first;
+            let mut last = ptr::null_mut();
+            let mut k = 0;
+            while k < n
+                && is_entry(mem)
+                && (if k == 0 {
+                    plausible(mem)
+                } else {
+                    plausible_near(mem, last)
+                })
+            {
+                let p = Chunk::from_mem(mem);
+                let head = Chunk::head(p).0;
+                if head & (Head::SIZE_MASK | Head::CINUSE | Head::FLAG4) != want
+                    || (*Segment::of(p.cast())).owner != owner
+                {
+                    break;
+                }
+                Chunk::set_head(p, head | Head::FLAG4);
+                last = mem;
+                mem = demangle(mem.cast::<usize>().read(), mem);
+                k += 1;
+            }
+            if k > 0 {
+                self.heads[c] = mem;
+                self.room[c] += k;
+                (*home).park_run(c, first, last, k);
+            }
+            arena::unlock(home);
+            k
+        }
     }
 
     /// Gives every entry back, freed for good (the thread is leaving, or
@@ -411,45 +475,50 @@ impl ThreadCache {
 
     /// Refills class `c` from `a` (locked by the caller) with up to half its
     /// capacity and returns one chunk for the caller (null if the arena has
-    /// no memory).
+    /// no memory): parked chunks of the class first, taken as one run, then
+    /// fresh ones carved next to each other (`State::malloc_run`), linked
+    /// after them in ascending address order; the caller gets the first of
+    /// the run and the cache the rest, in order, spliced in with one link.
     ///
     /// # Safety
     /// The caller holds `a`'s lock.
     pub(crate) unsafe fn refill(&mut self, a: &mut Arena, c: usize) -> *mut u8 {
-        let request = class_request(c);
-        // Parked chunks of the class first (see `crate::heap::quick`), then
-        // fresh ones.
-        // SAFETY: the caller holds `a`'s lock.
-        let mut first = unsafe { a.unpark(c) };
-        if first.is_null() {
-            first = a.malloc(request);
+        if self.status != LIVE {
+            // SAFETY: the caller holds `a`'s lock.
+            let p = unsafe { a.unpark(c) };
+            return if p.is_null() {
+                a.malloc(class_request(c))
+            } else {
+                p
+            };
         }
-        if first.is_null() || self.status != LIVE {
-            return first;
-        }
-        let want = (MAX_COUNT[c] / 2) as usize - 1;
-        // SAFETY: as above.
-        let got = self.fill(c, want, || unsafe { a.unpark(c) });
-        self.fill(c, want - got, || a.malloc(request));
-        first
-    }
-
-    /// Links up to `n` in-use chunks of class `c` from `next` (until it
-    /// returns null or the class is full); returns how many.
-    #[inline(always)]
-    fn fill(&mut self, c: usize, n: usize, mut next: impl FnMut() -> *mut u8) -> usize {
+        let want = ((MAX_COUNT[c] / 2) as usize).min(self.room[c] + 1);
         let secret = registry::key_initialized();
-        for k in 0..n {
-            if self.room[c] == 0 {
-                return k;
-            }
-            let p = next();
-            if p.is_null() {
-                return k;
-            }
-            self.link(c, p, secret);
+        // SAFETY: the caller holds `a`'s lock.
+        let (first, last, n) = unsafe { a.unpark_run(c, want) };
+        let mut run = Run { first, last, n };
+        if n < want {
+            a.malloc_run(class_size(c), want - n, |mem| run.append(mem, secret));
         }
-        n
+        if run.n == 0 {
+            return ptr::null_mut();
+        }
+        let mem = run.first;
+        // SAFETY: the run's entries are in-use chunks nobody else holds;
+        // their first two payload words are the cache's (link, key).
+        unsafe {
+            if run.n > 1 {
+                let second = demangle(mem.cast::<usize>().read(), mem);
+                run.last
+                    .cast::<usize>()
+                    .write(mangle(self.heads[c], run.last, secret));
+                self.heads[c] = second;
+                self.room[c] -= run.n - 1;
+            }
+            // The caller's chunk is no longer free: no key.
+            mem.cast::<usize>().add(1).write(0);
+        }
+        mem
     }
 
     /// The thread is exiting: flush everything, detach from the arena and
@@ -473,6 +542,36 @@ impl ThreadCache {
         self.room = [0; NCLASSES];
         self.medium_bytes = 0;
         arena::detach_current();
+    }
+}
+
+/// A run of in-use chunks linked as a list's entries, being built by a
+/// refill: `first` → ... → `last`, `n` of them; `last`'s link is not set.
+struct Run {
+    first: *mut u8,
+    last: *mut u8,
+    n: usize,
+}
+
+impl Run {
+    /// Links `mem` (an in-use chunk nobody else holds) after `last`, with
+    /// the key in its second word.
+    #[inline(always)]
+    fn append(&mut self, mem: *mut u8, secret: usize) {
+        // SAFETY: `mem` and `last` are in-use chunks held by the refill;
+        // their first two payload words are the cache's.
+        unsafe {
+            mem.cast::<usize>().add(1).write(key_word(secret));
+            if self.n == 0 {
+                self.first = mem;
+            } else {
+                self.last
+                    .cast::<usize>()
+                    .write(mangle(mem, self.last, secret));
+            }
+        }
+        self.last = mem;
+        self.n += 1;
     }
 }
 
