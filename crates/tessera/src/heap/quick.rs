@@ -261,7 +261,7 @@ impl QuickLists {
 
     /// Entries in class `c`.
     pub(crate) fn len(&self, c: usize) -> usize {
-        self.count[c % NSMALL] as usize
+        self.count[c % NSMALL]
     }
 
     /// The entries of class `c`, head first, without changing anything
