@@ -19,6 +19,7 @@
 pub mod core;
 pub mod dl;
 pub mod fidelity;
+pub mod glibc;
 pub mod model;
 pub mod replay;
 pub mod tess;
