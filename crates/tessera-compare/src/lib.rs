@@ -19,7 +19,10 @@
 pub mod core;
 pub mod dl;
 pub mod fidelity;
+pub mod film;
 pub mod glibc;
+pub mod html;
 pub mod model;
 pub mod replay;
 pub mod tess;
+pub mod text;

@@ -21,6 +21,10 @@ use std::rc::Rc;
 
 const TEMPLATE: &str = include_str!("../assets/explorer.html");
 const STYLE: &str = include_str!("../assets/explorer.css");
+
+/// The explorer's style sheet (the grid, the role colours), for other
+/// pages that draw grids (the comparison of `tessera compare`).
+pub const EXPLORER_CSS: &str = STYLE;
 const SCRIPT: &str = include_str!("../assets/explorer.js");
 
 /// Roles of a page as runs: `A64B688...`, the letter being the role's
