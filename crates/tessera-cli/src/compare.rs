@@ -19,26 +19,28 @@ Offsets are counted from each heap's first chunk (in glibc: the chunk after
 its tcache_perthread_struct), so equal offsets mean the same layout.
 ";
 
+/// A step's title and explanation, when the trace has them.
+type Explain = Box<dyn Fn(usize) -> Option<(String, String)>>;
+
 /// Replays the trace (or the tour's program) into the three heaps.
 pub fn build(args: &CompareArgs) -> Result<Comparison, String> {
-    let (trace, title, explain): (_, String, Box<dyn Fn(usize) -> Option<(String, String)>>) =
-        match &args.trace {
-            Some(p) => (
-                load_trace(p).map_err(|e| e.to_string())?,
-                p.display().to_string(),
-                Box::new(|_| None),
-            ),
-            None => {
-                let t = tessera_viz::tour::trace();
-                let notes = tessera_viz::tour::explanations(tessera_viz::tour::TRACE);
-                let lines = t.lines.clone();
-                (
-                    t,
-                    "the tour's program".into(),
-                    Box::new(move |k: usize| notes.get(lines.get(k.checked_sub(1)?)?).cloned()),
-                )
-            }
-        };
+    let (trace, title, explain): (_, String, Explain) = match &args.trace {
+        Some(p) => (
+            load_trace(p).map_err(|e| e.to_string())?,
+            p.display().to_string(),
+            Box::new(|_| None),
+        ),
+        None => {
+            let t = tessera_viz::tour::trace();
+            let notes = tessera_viz::tour::explanations(tessera_viz::tour::TRACE);
+            let lines = t.lines.clone();
+            (
+                t,
+                "the tour's program".into(),
+                Box::new(move |k: usize| notes.get(lines.get(k.checked_sub(1)?)?).cloned()),
+            )
+        }
+    };
     let exe = if args.no_glibc {
         None
     } else {

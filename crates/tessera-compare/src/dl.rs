@@ -89,7 +89,7 @@ impl Region {
             return None;
         }
         let p: *mut u8 = p.cast();
-        let skip = (p as usize).next_multiple_of(ALIGN) - p as usize + (offset % ALIGN & !15);
+        let skip = (p as usize).next_multiple_of(ALIGN) - p as usize + ((offset % ALIGN) & !15);
         Some(Region {
             map: p,
             // SAFETY: inside the mapping (skip < 2 * ALIGN).

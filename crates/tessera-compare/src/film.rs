@@ -296,6 +296,7 @@ pub struct Comparison {
     pub missing: Vec<String>,
 }
 
+#[allow(clippy::needless_range_loop)] // k indexes several per-step lists
 /// Builds the frames of `runs` (see the module docs); `explain` gives a
 /// step's title and note when the caller has them.
 pub fn compare(
@@ -356,6 +357,7 @@ fn view(p: &Picture, page: usize, drawn: &[tessera_viz::page::Drawn]) -> PageVie
     )
 }
 
+#[allow(clippy::needless_range_loop)] // k indexes several per-step lists
 fn side(r: &Run, notes: &[BTreeMap<usize, String>]) -> Side {
     let n = r.pictures.len();
     let requests = |k: usize| -> BTreeMap<usize, usize> { r.blocks[k].values().copied().collect() };
@@ -365,7 +367,6 @@ fn side(r: &Run, notes: &[BTreeMap<usize, String>]) -> Side {
     let mut bins = Vec::new();
     let mut wnotes = Vec::new();
     let mut changed_text = Vec::new();
-    let p0 = &r.pictures[0];
     let base_page = |p: &Picture| p.chunks.first().map(|c| c.addr & !(PAGE - 1));
     for k in 0..n {
         let p = &r.pictures[k];
@@ -451,7 +452,6 @@ fn side(r: &Run, notes: &[BTreeMap<usize, String>]) -> Side {
         wnotes.push(p.notes.clone());
         changed_text.push(changed_chunks);
     }
-    let _ = p0;
     Side {
         who: r.who,
         about: r.about.clone(),

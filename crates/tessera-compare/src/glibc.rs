@@ -374,7 +374,7 @@ impl Libc {
             }
         }
         // Mmapped blocks of the trace.
-        for (&mem, _) in &self.live {
+        for &mem in self.live.keys() {
             let head = word(mem - 8);
             if head & 2 != 0 {
                 chunks.push(Chunk {
