@@ -151,3 +151,28 @@ fn crate_memalign_program() -> Vec<Op> {
     }
     panic!("no program of up to 4 small mallocs meets the departure");
 }
+
+/// Without the driver's handling each departure is a real difference:
+/// the allocators, called directly, do what docs/dlmalloc-map.md says.
+#[test]
+fn without_handling_the_departures_differ() {
+    use tessera_compare::dl::DlHeap;
+    use tessera_compare::replay::Subject;
+    use tessera_compare::tess::TesseraHeap;
+    let mut t = TesseraHeap::with_heap(
+        tessera::Heap::with_config(tessera::Mmap, fidelity::tessera_config()).unwrap(),
+    );
+    let mut d = DlHeap::new(t.chunks().1).unwrap();
+    // realloc-grows-top: a block before a short top.
+    let (a, b) = (t.malloc(100 << 10), d.malloc(100 << 10));
+    let (a2, b2) = (t.realloc(a, 1 << 20), d.realloc(b, 1 << 20));
+    assert_eq!(a2, a, "Tessera grows the block in place");
+    assert_ne!(b2, b, "dlmalloc moves it");
+    // realloc-zero-frees: dlmalloc's realloc(p, 0) keeps a minimal chunk
+    // (Tessera's frees: `tessera::Heap::realloc`).
+    let p = d.malloc(100);
+    assert_ne!(d.realloc(p, 0), 0);
+    let q = t.malloc(100);
+    // SAFETY: q is live.
+    assert!(unsafe { t.heap.realloc(q as *mut u8, 0) }.is_null());
+}
