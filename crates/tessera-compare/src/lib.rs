@@ -9,6 +9,8 @@
 //! - [`replay`]: replaying a trace into any allocator ([`replay::Subject`]).
 //! - [`tess`], [`dl`], [`glibc`]: the three allocators and their walkers.
 //! - [`fidelity`]: the driver of the fidelity test (Tessera vs dlmalloc).
+//! - [`film`]: the three heaps' frames and their differences.
+//! - [`text`], [`html`]: the terminal panels and `tessera-compare.html`.
 //!
 //! The layer ladder continues the viewer's: `tessera` ← `tessera-viz` ←
 //! this crate ← the CLI.
