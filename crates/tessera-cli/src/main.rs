@@ -3,7 +3,8 @@
 //! a self-contained HTML explorer.
 //!
 //! Subcommands: `tour` (the built-in demo), `replay` (a trace), `art` (a
-//! snapshot), `run` (any program under libtessera.so). Errors print one
+//! snapshot), `run` (any program under libtessera.so), `compare` (a trace
+//! in Tessera, dlmalloc 2.8.6 and glibc side by side). Errors print one
 //! line naming the file, the line and the problem, and exit with status 1.
 
 mod art;

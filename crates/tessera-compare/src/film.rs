@@ -363,7 +363,6 @@ fn side(r: &Run, notes: &[BTreeMap<usize, String>]) -> Side {
     let requests = |k: usize| -> BTreeMap<usize, usize> { r.blocks[k].values().copied().collect() };
     let mut frames: Vec<Frame> = Vec::new();
     let mut latest: BTreeMap<usize, Rc<PageView>> = BTreeMap::new();
-    let mut shown: BTreeSet<usize> = BTreeSet::new();
     let mut bins = Vec::new();
     let mut wnotes = Vec::new();
     let mut changed_text = Vec::new();
@@ -424,7 +423,6 @@ fn side(r: &Run, notes: &[BTreeMap<usize, String>]) -> Side {
                 .or_else(|| (k > 0).then(|| vec![true; PAGE]));
             let v = Rc::new(v);
             latest.insert(pg, v.clone());
-            shown.insert(pg);
             fpages.insert(pg, FramePage { view: v, changes });
         }
         let gone: Vec<usize> = latest
