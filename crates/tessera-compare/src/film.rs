@@ -41,10 +41,23 @@ pub struct Run {
 }
 
 impl Run {
-    fn offset(&self, k: usize, rec: usize) -> Option<usize> {
-        self.blocks[k]
-            .get(&rec)
-            .map(|&(a, _)| a.wrapping_sub(self.pictures[k].base))
+    /// Where block `rec` is at step `k`: `+0x60`, or `own mapping` for a
+    /// chunk mapped on its own (Tessera's direct, glibc's mmapped chunks).
+    fn place(&self, k: usize, rec: usize) -> Option<String> {
+        let &(a, _) = self.blocks[k].get(&rec)?;
+        let p = &self.pictures[k];
+        let mapped = p.chunks.iter().any(|c| {
+            c.mem() == a
+                && matches!(
+                    c.kind,
+                    crate::model::Kind::Direct | crate::model::Kind::Mmapped
+                )
+        });
+        Some(if mapped {
+            "its own mapping".into()
+        } else {
+            offset_text(a - 16, p.base)
+        })
     }
 }
 
@@ -157,20 +170,20 @@ pub fn differences(runs: &[Run], k: usize) -> (Vec<BTreeMap<usize, String>>, Vec
     };
     // Blocks at other offsets than in Tessera.
     for (rec, &(ta, _)) in &t.blocks[k] {
-        let to = ta.wrapping_sub(t.pictures[k].base);
+        let Some(to) = t.place(k, *rec) else { continue };
         let mut others = Vec::new();
         for (i, r) in runs.iter().enumerate().skip(1) {
-            let Some(o) = r.offset(k, *rec) else { continue };
+            let Some(o) = r.place(k, *rec) else { continue };
             if o != to {
                 let at = r.blocks[k][rec].0 - 16;
-                notes[i].insert(at, format!("at +{o:#x} here, +{to:#x} in Tessera"));
-                others.push(format!("{} +{o:#x}", r.who.name()));
+                notes[i].insert(at, format!("at {o} here, {to} in Tessera"));
+                others.push(format!("{} {o}", r.who.name()));
             }
         }
         if !others.is_empty() {
-            notes[0].insert(ta - 16, format!("at +{to:#x} here; {}", others.join(", ")));
+            notes[0].insert(ta - 16, format!("at {to} here; {}", others.join(", ")));
             lines.push(format!(
-                "block {rec:#x}: Tessera +{to:#x}, {}",
+                "block {rec:#x}: Tessera {to}, {}",
                 others.join(", ")
             ));
         }
@@ -393,7 +406,14 @@ fn side(r: &Run, notes: &[BTreeMap<usize, String>]) -> Side {
                 changed_chunks.push(format!(
                     "{:#x} {}: {} B {}{}",
                     c.addr,
-                    offset_text(c.addr, p.base),
+                    if matches!(
+                        c.kind,
+                        crate::model::Kind::Direct | crate::model::Kind::Mmapped
+                    ) {
+                        "(own mapping)".to_owned()
+                    } else {
+                        offset_text(c.addr, p.base)
+                    },
                     c.size,
                     c.kind.text(),
                     notes[k]
