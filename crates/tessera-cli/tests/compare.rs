@@ -6,7 +6,7 @@
 mod common;
 
 use common::{scratch, tessera};
-use tessera::trace::Trace;
+use tessera_compare::core::Trace;
 use tessera_compare::glibc::{self, Layout};
 use tessera_compare::model::Kind;
 

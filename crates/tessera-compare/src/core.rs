@@ -5,3 +5,7 @@
 pub use tessera::chunk::Head;
 pub use tessera::inspect::{ChunkInfo, ChunkKind, Role, PAGE};
 pub use tessera::trace::{Applied, Event, Record, Trace};
+
+/// Tessera's tree-bin index (the tests check the dlmalloc walker's own
+/// against it).
+pub use tessera::treebins::compute_tree_index;

@@ -16,7 +16,7 @@ fn tree_index_is_dlmalloc_compute_tree_index() {
     while size < 1 << 25 {
         assert_eq!(
             tree_index(size) as usize,
-            tessera::treebins::compute_tree_index(size),
+            tessera_compare::core::compute_tree_index(size),
             "{size}"
         );
         size += if size < 1 << 16 { 16 } else { 4096 };
