@@ -26,12 +26,12 @@ use crate::errno::Errno;
 use crate::runtime::{self, mode, READY, TRACING};
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use tessera_core::chunk::MALLOC_ALIGNMENT;
 use tessera_core::global;
-use tessera_core::trace::Event;
+use tessera_core::heap::chunk::MALLOC_ALIGNMENT;
+use tessera_core::inspect::trace::Event;
 
 /// The page size (`valloc`, `pvalloc`).
-pub const PAGE: usize = tessera_core::os::PAGE_SIZE;
+pub const PAGE: usize = tessera_core::sys::os::PAGE_SIZE;
 
 /// The largest alignment `memalign` accepts (glibc's limit).
 pub const MAX_ALIGN: usize = usize::MAX / 2 + 1;
@@ -40,17 +40,31 @@ pub const MAX_ALIGN: usize = usize::MAX / 2 + 1;
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
     let m = mode();
+    if m != READY {
+        return traced_malloc(m, size);
+    }
+    // The core keeps errno intact on its slow paths (its fast paths make
+    // no system call), so only a failure touches it.
+    let p = global::malloc(size);
+    if p.is_null() {
+        crate::errno::set(libc::ENOMEM);
+    }
+    p.cast()
+}
+
+/// `malloc` while set-up has not finished or calls are being recorded.
+#[cold]
+#[inline(never)]
+fn traced_malloc(m: u8, size: usize) -> *mut c_void {
     let e = Errno::save();
     let p = global::malloc(size);
-    if m != READY {
-        runtime::after(
-            m,
-            Event::Malloc {
-                size,
-                ret: p as usize,
-            },
-        );
-    }
+    runtime::after(
+        m,
+        Event::Malloc {
+            size,
+            ret: p as usize,
+        },
+    );
     e.finish(p)
 }
 
@@ -64,10 +78,23 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         return;
     }
     let m = mode();
-    let e = Errno::save();
     if m != READY {
-        runtime::before_free(m, Event::Free { ptr: ptr as usize });
+        // SAFETY: forwarded to the caller.
+        return unsafe { traced_free(m, ptr) };
     }
+    // SAFETY: a live block (caller). errno: as in `malloc`.
+    unsafe { global::free(ptr.cast()) };
+}
+
+/// `free` while set-up has not finished or calls are being recorded.
+///
+/// # Safety
+/// As for `free`.
+#[cold]
+#[inline(never)]
+unsafe fn traced_free(m: u8, ptr: *mut c_void) {
+    let e = Errno::save();
+    runtime::before_free(m, Event::Free { ptr: ptr as usize });
     // SAFETY: a live block (caller).
     unsafe { global::free(ptr.cast()) };
     e.restore();

@@ -10,8 +10,11 @@
 //! heap ever mapped and then frees the handle.
 //!
 //! Each call locks the handle, so one heap may be shared between threads.
-//! The list exists for fork: the fork handlers lock the list, then every
-//! heap on it, so a child can go on using any heap.
+//! The list exists for fork: this module's fork handlers, registered when
+//! the first heap is created, lock the list, then every heap on it, so a
+//! child can go on using any heap. (Registered after the runtime's, they
+//! run first before `fork` and last after it: heaps, then the trace
+//! recorder, then the arenas, and back in reverse.)
 //!
 //! Blocks of a separate heap must be freed with `tessera_heap_free` on the
 //! same heap; `free()` of such a block (or `tessera_heap_free` of a block
@@ -25,8 +28,9 @@ use core::ffi::{c_char, c_int, c_void, CStr};
 use core::fmt::Write;
 use core::mem::ManuallyDrop;
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 use tessera_core::global;
-use tessera_core::lock::RawLock;
+use tessera_core::sys::lock::RawLock;
 use tessera_core::{Heap, Stats};
 
 /// The object behind a `tessera_heap *`.
@@ -115,6 +119,7 @@ unsafe fn with<R>(h: *mut Handle, f: impl FnOnce(&mut Heap) -> R) -> R {
 pub extern "C" fn tessera_heap_create() -> *mut Handle {
     let _ = crate::runtime::mode();
     let e = Errno::save();
+    ensure_atfork();
     let h: *mut Handle = global::malloc(core::mem::size_of::<Handle>()).cast();
     if h.is_null() {
         e.fail(libc::ENOMEM);
@@ -461,7 +466,7 @@ pub unsafe extern "C" fn tessera_heap_write_snapshot(
         crate::errno::set(libc::EINVAL);
         return -1;
     }
-    let ok = crate::runtime::write_file(path, |sink| {
+    let ok = crate::out::write_file(path, |sink| {
         // SAFETY: a live handle (caller).
         unsafe { with(h, |heap| heap.write_snapshot(sink, max_pages)) }
     });
@@ -540,11 +545,34 @@ pub unsafe extern "C" fn tessera_write_snapshot(path: *const c_char, max_pages: 
     let Some(path) = (unsafe { c_path(path) }) else {
         return -1;
     };
-    if crate::runtime::write_file(path, |sink| global::write_snapshot(sink, max_pages)) {
+    if crate::out::write_file(path, |sink| {
+        tessera_core::inspect::process::write_snapshot(sink, max_pages)
+    }) {
         0
     } else {
         -1
     }
+}
+
+/// Registers [`fork_prepare`], [`fork_parent`] and [`fork_child`] with
+/// `pthread_atfork` once, before the first heap exists (with no lock held:
+/// glibc's `pthread_atfork` may allocate).
+fn ensure_atfork() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    extern "C" fn prepare() {
+        fork_prepare();
+    }
+    extern "C" fn parent() {
+        fork_parent();
+    }
+    extern "C" fn child() {
+        fork_child();
+    }
+    // SAFETY: registers plain functions that live as long as the library.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
 /// Fork: lock the list, then every heap on it.

@@ -1,7 +1,7 @@
 //! glibc's introspection and tuning: `mallinfo`, `mallinfo2`,
 //! `malloc_stats`, `malloc_info`, `mallopt`, `malloc_trim`.
 //!
-//! # Field meanings (see `tessera_core::stats` for the glossary)
+//! # Field meanings (see `tessera_core::heap::stats` for the glossary)
 //! | field | Tessera |
 //! |---|---|
 //! | `arena` | bytes committed in segments, all arenas |

@@ -252,6 +252,35 @@ pub unsafe fn fwrite_all(fp: *mut libc::FILE, bytes: &[u8]) -> bool {
     unsafe { libc::fwrite(bytes.as_ptr().cast(), 1, bytes.len(), fp) == bytes.len() }
 }
 
+/// Creates (or truncates) `path` for writing, close-on-exec, without
+/// allocating. Returns the descriptor, or -1 with errno set.
+pub fn create_file(path: &CStr) -> libc::c_int {
+    // SAFETY: `path` is NUL-terminated; open allocates nothing.
+    unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    }
+}
+
+/// Creates (or truncates) `path` and lets `write` fill it through a
+/// buffered sink. Returns false with errno set if the file could not be
+/// opened or written.
+pub fn write_file(path: &CStr, write: impl FnOnce(&mut FdSink)) -> bool {
+    let fd = create_file(path);
+    if fd < 0 {
+        return false;
+    }
+    let mut sink = FdSink::new(fd);
+    write(&mut sink);
+    let ok = sink.flush();
+    // SAFETY: our own descriptor.
+    let closed = unsafe { libc::close(fd) } == 0;
+    ok && closed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,9 @@
 //! # Fork
 //! The handlers take every lock in a fixed order before `fork` and release
 //! (parent) or reset (child) them after: separate heaps (list, then each
-//! heap), the trace recorder, then the core's arenas. glibc runs these
+//! heap; `heaps` registers its own handlers when the first heap is made,
+//! after these, so they run first), the trace recorder, then the core's
+//! arenas. glibc runs these
 //! handlers *before* it takes its stdio list lock, so a thread inside
 //! `printf` that needs `malloc` cannot deadlock a forking thread (glibc bug
 //! 19431 was about the opposite order).
@@ -37,13 +39,13 @@
 
 use crate::env;
 use crate::errno::Errno;
-use crate::out::{stderr_raw, FdSink, StackBuf};
+use crate::out::{stderr_raw, write_file, StackBuf};
 use core::cell::UnsafeCell;
-use core::ffi::{c_char, CStr};
+use core::ffi::c_char;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use tessera_core::global::{self, Tunable};
-use tessera_core::trace::Event;
+use tessera_core::inspect::trace::Event;
 
 /// Set-up is done.
 pub const READY: u8 = 1;
@@ -248,7 +250,6 @@ pub fn check_or_die() {
 }
 
 extern "C" fn atfork_prepare() {
-    crate::heaps::fork_prepare();
     crate::trace::fork_prepare();
     global::fork_prepare();
 }
@@ -256,31 +257,13 @@ extern "C" fn atfork_prepare() {
 extern "C" fn atfork_parent() {
     global::fork_parent();
     crate::trace::fork_parent();
-    crate::heaps::fork_parent();
 }
 
 extern "C" fn atfork_child() {
     global::fork_child();
     crate::trace::fork_child();
-    crate::heaps::fork_child();
     FORKED.store(true, Ordering::Relaxed);
     MODE.fetch_and(!TRACING, Ordering::Relaxed);
-}
-
-/// Creates (or truncates) `path` and lets `write` fill it through a
-/// buffered sink. Returns false with errno set if the file could not be
-/// opened or written.
-pub fn write_file(path: &CStr, write: impl FnOnce(&mut FdSink)) -> bool {
-    let fd = create_file(path);
-    if fd < 0 {
-        return false;
-    }
-    let mut sink = FdSink::new(fd);
-    write(&mut sink);
-    let ok = sink.flush();
-    // SAFETY: our own descriptor.
-    let closed = unsafe { libc::close(fd) } == 0;
-    ok && closed
 }
 
 /// The exit snapshot (`TESSERA_SNAPSHOT`).
@@ -307,7 +290,9 @@ fn write_exit_snapshot() {
         return;
     };
     let pages = SNAPSHOT_PAGES.load(Ordering::Relaxed);
-    if !write_file(p, |sink| global::write_snapshot(sink, pages)) {
+    if !write_file(p, |sink| {
+        tessera_core::inspect::process::write_snapshot(sink, pages)
+    }) {
         let mut line = StackBuf::<600>::new();
         line.push(b"tessera: TESSERA_SNAPSHOT: cannot write ");
         line.push(&p.to_bytes()[..p.to_bytes().len().min(400)]);
@@ -336,16 +321,3 @@ pub extern "C" fn at_exit() {
 #[used]
 #[link_section = ".fini_array"]
 static AT_EXIT: extern "C" fn() = at_exit;
-
-/// Creates (or truncates) `path` for writing, close-on-exec, without
-/// allocating. Returns the descriptor, or -1 with errno set.
-pub fn create_file(path: &CStr) -> libc::c_int {
-    // SAFETY: `path` is NUL-terminated; open allocates nothing.
-    unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        )
-    }
-}

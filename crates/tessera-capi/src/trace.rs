@@ -1,6 +1,6 @@
 //! The call recorder behind `TESSERA_TRACE=path`.
 //!
-//! Writes the format of [`tessera_core::trace`] (see its module docs): the
+//! Writes the format of [`tessera_core::inspect::trace`] (see its module docs): the
 //! magic line, then one [`Record`] per call, then `exit <live>` from the
 //! library's exit hook. Nothing here allocates: records are formatted on
 //! the stack by [`write_record`] into one process-wide 64 KiB buffer, which
@@ -30,9 +30,9 @@ use crate::out::write_all;
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, CStr};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use tessera_core::inspect::trace::{write_record, Event, Record, TRACE_MAGIC};
 use tessera_core::inspect::Sink;
-use tessera_core::lock::RawLock;
-use tessera_core::trace::{write_record, Event, Record, TRACE_MAGIC};
+use tessera_core::sys::lock::RawLock;
 
 const BUF: usize = 64 << 10;
 
@@ -117,7 +117,7 @@ fn locked<R>(f: impl FnOnce(&mut Inner) -> R) -> R {
 /// Opens (creates or truncates) the trace file and writes the magic line.
 /// Returns false, after a warning, if the file cannot be opened.
 pub fn start(path: &CStr) -> bool {
-    let fd = crate::runtime::create_file(path);
+    let fd = crate::out::create_file(path);
     if fd < 0 {
         let mut line = crate::out::StackBuf::<600>::new();
         line.push(b"tessera: TESSERA_TRACE: cannot open ");

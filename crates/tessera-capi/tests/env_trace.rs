@@ -7,7 +7,7 @@ mod common;
 use common::{c_command, compile, run, temp_dir, Mode};
 use std::collections::HashSet;
 use std::time::Duration;
-use tessera_core::trace::{Event, Replayer, Trace};
+use tessera_core::inspect::trace::{Event, Replayer, Trace};
 use tessera_core::Heap;
 
 const T: Duration = Duration::from_secs(60);

@@ -25,7 +25,7 @@ pub fn run(args: &ReplayArgs, style: Style) -> Result<ExitCode, String> {
     }
     let at = args.at.as_deref().map(parse_addr).transpose()?;
     let replay_err =
-        |e: tessera::trace::TraceError| FileError::new(path, e.line, e.msg).to_string();
+        |e: tessera::inspect::trace::TraceError| FileError::new(path, e.line, e.msg).to_string();
 
     let mut s = Session::new(trace.clone(), false);
     s.fast_forward(step.saturating_sub(1)).map_err(replay_err)?;

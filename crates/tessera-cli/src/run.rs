@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use tessera::trace::{Event, Replayer, Trace};
+use tessera::inspect::trace::{Event, Replayer, Trace};
 use tessera_viz::bins::{bytes, Bins, Histogram};
 use tessera_viz::files::{load_snapshots, load_trace};
 

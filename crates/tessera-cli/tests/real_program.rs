@@ -10,7 +10,7 @@ mod common;
 use common::{missing, run_with_timeout, scratch, tessera, workspace};
 use std::path::PathBuf;
 use std::time::Duration;
-use tessera::trace::{Replayer, TRACE_MAGIC};
+use tessera::inspect::trace::{Replayer, TRACE_MAGIC};
 use tessera_viz::files::load_trace;
 
 /// The library: next to the `tessera` under test, in the workspace's

@@ -6,8 +6,8 @@
 
 use crate::page::tree_bin_range;
 use std::fmt::Write;
+use tessera::heap::smallbins::small_index2size;
 use tessera::inspect::ChunkKind;
-use tessera::smallbins::small_index2size;
 use tessera::Snapshot;
 
 /// One non-empty bin.

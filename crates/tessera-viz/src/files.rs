@@ -6,8 +6,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use tessera::inspect::trace::Trace;
 use tessera::inspect::SNAPSHOT_MAGIC;
-use tessera::trace::Trace;
 use tessera::Snapshot;
 
 /// A file that could not be used.

@@ -12,7 +12,7 @@ use crate::page::{page_of, PageView};
 use crate::session::{Session, StepInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use tessera::trace::{Event, TraceError};
+use tessera::inspect::trace::{Event, TraceError};
 use tessera::Snapshot;
 
 /// Most pages kept per frame (the focus first).

@@ -10,9 +10,9 @@
 
 use crate::role::ByteRole;
 use std::collections::HashMap;
-use tessera::chunk::{Head, MEM_OFFSET};
+use tessera::heap::chunk::{Head, MEM_OFFSET};
+use tessera::heap::treebins::minsize_for_tree_index;
 use tessera::inspect::{ChunkInfo, ChunkKind, Role, PAGE};
-use tessera::treebins::minsize_for_tree_index;
 use tessera::Snapshot;
 
 /// Cells in a grid row.

@@ -15,8 +15,8 @@
 
 use crate::page::{page_of, role_with_requests, Requests};
 use std::collections::{BTreeMap, BTreeSet};
+use tessera::inspect::trace::{Applied, Record, Replayer, Trace, TraceError};
 use tessera::inspect::{ChunkInfo, PAGE};
-use tessera::trace::{Applied, Record, Replayer, Trace, TraceError};
 use tessera::{Heap, Snapshot};
 
 /// Committed bytes up to which every page is tracked.

@@ -3,7 +3,7 @@
 //! a tree-bin chunk with its child/parent links, the dv at work, a memalign
 //! with its slack given back, and a direct-mapped chunk.
 //!
-//! The trace is ordinary `tessera::trace` text (`tour.trace` beside this
+//! The trace is ordinary `tessera::inspect::trace` text (`tour.trace` beside this
 //! file), so `tessera replay` can replay it too. A `#:` comment right above
 //! a record is that step's title and one-line explanation, separated by
 //! ` | `. The tests in `tests/tour.rs` check that each step really shows
@@ -12,7 +12,7 @@
 use crate::film::{Film, Recording};
 use crate::session::Session;
 use std::collections::HashMap;
-use tessera::trace::{Event, Trace, TraceError};
+use tessera::inspect::trace::{Event, Trace, TraceError};
 
 /// The demo trace.
 pub const TRACE: &str = include_str!("tour.trace");

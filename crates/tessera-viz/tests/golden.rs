@@ -12,7 +12,7 @@
 //! says what was checked by hand).
 
 use std::path::{Path, PathBuf};
-use tessera::trace::Trace;
+use tessera::inspect::trace::Trace;
 use tessera::Snapshot;
 use tessera_viz::page::{PageView, COLS, ROWS};
 use tessera_viz::text::{self, GridOptions, Style};

@@ -1,7 +1,7 @@
 //! The tour's demo trace really shows what each step's explanation says.
 
+use tessera::inspect::trace::Event;
 use tessera::inspect::{ChunkInfo, ChunkKind};
-use tessera::trace::Event;
 use tessera::Snapshot;
 use tessera_viz::film::Film;
 use tessera_viz::text::{self, Style};
@@ -60,7 +60,7 @@ fn every_step_has_a_title_and_an_explanation_matching_its_call() {
 #[test]
 fn the_replay_ends_with_the_recorded_live_count_and_a_sound_heap() {
     let t = tour::trace();
-    let mut r = tessera::trace::Replayer::new(tessera::Heap::new());
+    let mut r = tessera::inspect::trace::Replayer::new(tessera::Heap::new());
     r.run(&t).unwrap();
     assert_eq!(Some(r.live()), t.exit_live);
     r.heap.check().unwrap();

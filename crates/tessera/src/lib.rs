@@ -17,21 +17,23 @@
 //!  | next.prev_foot =       |          | next.prev_foot = size  |
 //!  |   last payload bytes   |          | next.head: P=0         |
 //! ```
-//! See [`chunk`] for the full picture.
+//! See [`heap::chunk`] for the full picture.
 //!
-//! ## Modules, bottom up
-//! - [`chunk`]: layout, head flags, navigation, size rounding.
-//! - [`smallbins`], [`treebins`]: the free-chunk indexes.
-//! - [`segment`], [`direct`]: where memory comes from and how it is closed.
-//! - [`os`]: the page source (mmap, and a fault-injecting double).
-//! - [`heap`]: the state and the algorithms; [`Heap`] is its handle.
-//! - [`check`], [`inspect`], [`stats`]: the checker, the walker and
-//!   snapshots, the numbers.
-//! - [`global`]: [`Tessera`], the `#[global_allocator]`.
+//! ## The layers, bottom up
+//! 0. [`sys`]: pages from the OS, locks, fatal reports, the address
+//!    registry.
+//! 1. [`heap`]: one heap (dlmalloc's mspace): chunks, bins, segments,
+//!    direct mappings, malloc/free/realloc, the checker, statistics;
+//!    [`Heap`] is its handle.
+//! 2. [`threads`]: the process allocator: arenas, thread caches and
+//!    [`Tessera`], the `#[global_allocator]` ([`global`] is its C-shaped
+//!    API, which `libtessera.so` exports).
+//! 3. [`inspect`]: snapshots, the process snapshot, traces.
 //!
-//! The layer ladder (never climbed backwards): `chunk` ← bins ← `segment` /
-//! `direct` ← `heap` ← `global`; `os` and `registry` are leaves used by
-//! `segment`, `direct` and `heap`. See `docs/ARCHITECTURE.md`.
+//! **The one rule:** a module uses only modules of its own layer and of
+//! the layers below it, and no two modules use each other (test-only code
+//! and [`testing`] aside). `tests/layers.rs` enforces it from the sources;
+//! its table is the ladder, and `docs/ARCHITECTURE.md` quotes it.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -40,37 +42,17 @@
 #[cfg(feature = "std")]
 extern crate std;
 
-#[cfg(feature = "std")]
-mod arena;
-pub mod check;
-pub mod chunk;
-pub mod debug;
-pub mod direct;
-#[cfg(feature = "std")]
-pub mod global;
 pub mod heap;
 pub mod inspect;
-pub mod lock;
-pub mod os;
-#[cfg(feature = "std")]
-mod quick;
-pub mod registry;
-pub mod report;
-pub mod segment;
-pub mod smallbins;
-pub mod stats;
-#[cfg(feature = "std")]
-mod tcache;
+pub mod sys;
 #[cfg(feature = "std")]
 pub mod testing;
-pub mod trace;
-pub mod treebins;
-
-pub use check::CheckError;
 #[cfg(feature = "std")]
-pub use global::Tessera;
-pub use heap::{Config, Heap};
+pub mod threads;
+
+pub use heap::{CheckError, Config, Heap, Stats};
 #[cfg(feature = "std")]
 pub use inspect::Snapshot;
-pub use os::{Faulty, Mmap, PageSource};
-pub use stats::Stats;
+pub use sys::os::{Faulty, Mmap, PageSource};
+#[cfg(feature = "std")]
+pub use threads::global::{self, Tessera};

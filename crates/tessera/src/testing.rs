@@ -21,8 +21,9 @@
 //! replays the saved corpus and every regression input; see
 //! `docs/fuzzing.md`.
 
-use crate::heap::{Config, Heap};
-use crate::os::{Faulty, Mmap, PageSource};
+use crate::heap::mspace::Heap;
+use crate::heap::state::Config;
+use crate::sys::os::{Faulty, Mmap, PageSource};
 use std::collections::BTreeMap;
 use std::format;
 use std::string::String;
@@ -78,7 +79,7 @@ pub struct Model<S: PageSource> {
     /// Allocation failures seen (expected with a failing page source).
     pub failures: usize,
     /// The heap's quick lists, if any (after `heap`, so dropped after it).
-    quick: Option<std::boxed::Box<crate::quick::QuickLists>>,
+    quick: Option<std::boxed::Box<crate::heap::quick::QuickLists>>,
 }
 
 fn pattern_byte(id: u64, i: usize) -> u8 {
@@ -112,7 +113,7 @@ impl<S: PageSource> Model<S> {
     /// standalone heap has none), so that [`Op::Park`] and [`Op::Unpark`]
     /// exercise parking, refills and consolidation.
     pub fn with_quick_lists(mut self) -> Self {
-        let mut lists = std::boxed::Box::new(crate::quick::QuickLists::EMPTY);
+        let mut lists = std::boxed::Box::new(crate::heap::quick::QuickLists::EMPTY);
         self.heap.state_mut().quick = &mut *lists;
         self.quick = Some(lists);
         self
@@ -284,7 +285,7 @@ impl<S: PageSource> Model<S> {
             Op::Park(slot) => {
                 if let Some(b) = self.take(slot) {
                     self.verify(&b, b.size)?;
-                    let p = crate::chunk::Chunk::from_mem(b.ptr as *mut u8);
+                    let p = crate::heap::chunk::Chunk::from_mem(b.ptr as *mut u8);
                     // SAFETY: a live block of this heap, given up here.
                     unsafe {
                         if !self.heap.state_mut().park(p) {
@@ -294,11 +295,12 @@ impl<S: PageSource> Model<S> {
                 }
             }
             Op::Unpark(class) => {
-                let c = class % crate::tcache::NSMALL;
+                let c = class % crate::heap::lists::NSMALL;
                 // SAFETY: the heap's own lists, single-threaded.
                 let p = unsafe { self.heap.state_mut().unpark(c) };
                 if !p.is_null() {
-                    let size = crate::chunk::MIN_CHUNK_SIZE + 16 * c - crate::chunk::CHUNK_OVERHEAD;
+                    let size = crate::heap::chunk::MIN_CHUNK_SIZE + 16 * c
+                        - crate::heap::chunk::CHUNK_OVERHEAD;
                     self.add(p, size, false)?;
                 }
             }
@@ -365,7 +367,7 @@ impl<S: PageSource> Model<S> {
 /// sink runs under the arena locks and must not allocate.
 pub fn global_chunks() -> Vec<crate::inspect::ChunkInfo> {
     let mut text = Vec::with_capacity(64 << 20);
-    crate::global::write_snapshot(&mut text, 0);
+    crate::inspect::process::write_snapshot(&mut text, 0);
     let text = String::from_utf8(text).expect("snapshots are text");
     text.split_inclusive("end\n")
         .flat_map(|part| {
@@ -464,8 +466,8 @@ struct ByteReader<'a> {
 /// segment limits and requests too large to ever succeed. A delta of
 /// -1024..=1016 bytes (a signed byte times 8) is added to each.
 const EDGE_SIZES: [usize; 16] = [
-    crate::smallbins::MAX_SMALL_REQUEST,
-    crate::smallbins::MIN_LARGE_SIZE,
+    crate::heap::smallbins::MAX_SMALL_REQUEST,
+    crate::heap::smallbins::MIN_LARGE_SIZE,
     1 << 10,
     4 << 10,
     64 << 10,
@@ -473,10 +475,10 @@ const EDGE_SIZES: [usize; 16] = [
     1 << 20,
     Config::DEFAULT.trim_threshold,
     4 << 20,
-    crate::segment::MAX_SEGMENT_CHUNK,
-    crate::segment::SEGMENT_SIZE,
+    crate::heap::segment::MAX_SEGMENT_CHUNK,
+    crate::heap::segment::SEGMENT_SIZE,
     1 << 47,
-    crate::chunk::MAX_REQUEST,
+    crate::heap::chunk::MAX_REQUEST,
     isize::MAX as usize,
     usize::MAX - (64 << 10),
     usize::MAX,

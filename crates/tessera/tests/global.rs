@@ -146,7 +146,7 @@ fn snapshots_show_this_threads_cached_chunks_as_cached() {
     // The sink runs under an arena lock and must not allocate: reserve.
     let mut text = Vec::with_capacity(64 << 20);
     let reserved = text.capacity();
-    global::write_snapshot(&mut text, 0);
+    tessera::inspect::process::write_snapshot(&mut text, 0);
     assert_eq!(text.capacity(), reserved, "the sink grew under the lock");
     let text = String::from_utf8(text).unwrap();
     // One snapshot per arena, concatenated: find the chunks in any of them.

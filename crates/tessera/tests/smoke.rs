@@ -1,7 +1,7 @@
 //! API round trips and the behaviours dlmalloc documents, one by one.
 
 use std::ptr;
-use tessera::chunk::{Chunk, Head};
+use tessera::heap::chunk::{Chunk, Head};
 use tessera::inspect::{ChunkKind, Item};
 use tessera::{Config, Heap, Snapshot};
 

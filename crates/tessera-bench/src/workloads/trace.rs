@@ -1,6 +1,6 @@
 //! `trace`: replays of allocation traces through the raw interface.
 //!
-//! A trace (format: `tessera::trace`) is compiled once, before any timing,
+//! A trace (format: `tessera::inspect::trace`) is compiled once, before any timing,
 //! into a flat list of operations on *slots*: every recorded pointer is
 //! mapped to a slot index when it is returned and the slot is recycled when
 //! it is freed, so the replay itself is array indexing plus the allocator's
@@ -26,7 +26,7 @@ use super::{Params, Slot, Workload};
 use crate::alloc::RawAlloc;
 use crate::rng::Rng;
 use std::collections::HashMap;
-use tessera::trace::{Event, Record, Trace};
+use tessera::inspect::trace::{Event, Record, Trace};
 
 /// One replay step on a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

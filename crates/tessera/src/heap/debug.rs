@@ -1,8 +1,8 @@
-//! Debug mode (`TESSERA_CHECK=2`, or [`Heap::set_debug`]): the expensive
+//! Debug mode (`TESSERA_CHECK=2`, or [`crate::heap::Heap::set_debug`]): the expensive
 //! tier of checks.
 //!
 //! - Every `period` public operations the whole heap is checked
-//!   ([`crate::check`]); a violation ends the process with one line naming
+//!   ([`crate::heap::check`]); a violation ends the process with one line naming
 //!   the address and the invariant.
 //! - Freed memory is filled with [`FREE_FILL`]. Whenever a free chunk enters
 //!   a bin or becomes the dv, the bytes past its header and links are
@@ -17,25 +17,14 @@
 //! was switched on keep doing so; the C library switches it on before the
 //! first allocation).
 
-use crate::chunk::Chunk;
-use crate::heap::{Heap, State};
-use crate::os::PageSource;
-use crate::report::{fatal, fatal_msg, Misuse};
-use crate::smallbins::is_small;
+use super::chunk::Chunk;
+use super::smallbins::is_small;
+use super::state::State;
+use crate::sys::os::PageSource;
+use crate::sys::report::{fatal, fatal_msg, Misuse};
 
 /// The byte freed memory is filled with.
 pub const FREE_FILL: u8 = 0xDF;
-
-/// Debug settings of one heap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DebugConfig {
-    /// 0 or 1: cheap checks only (always on). 2: this module's checks.
-    pub level: u8,
-    /// Full check every `period` operations (0 = never).
-    pub period: u32,
-    /// Operations since the last full check.
-    pub(crate) counter: u32,
-}
 
 /// Bytes at the start of a free chunk that hold allocator data: header and
 /// links (small: fd, bk; tree: fd, bk, child[2], parent, index; dv and top:
@@ -102,30 +91,6 @@ impl<S: PageSource> State<S> {
     }
 }
 
-impl<S: PageSource> Heap<S> {
-    /// Sets the debug level (2 = fill freed memory and verify it on reuse,
-    /// and check the whole heap every `period` operations; 0 or 1 = off).
-    /// Chunks freed before the switch are not verified.
-    pub fn set_debug(&mut self, level: u8, period: u32) {
-        let st = self.state_mut();
-        st.debug = DebugConfig {
-            level,
-            period,
-            counter: 0,
-        };
-        if level >= 2 {
-            // Fill what is free now, so later verification is sound.
-            // SAFETY: the heap is consistent; the walk reads chunk heads.
-            unsafe { st.debug_fill_all() };
-        }
-    }
-
-    /// The debug settings.
-    pub fn debug(&self) -> DebugConfig {
-        self.state().debug
-    }
-}
-
 impl<S: PageSource> State<S> {
     /// Fills every free chunk in the bins and the dv.
     ///
@@ -136,8 +101,8 @@ impl<S: PageSource> State<S> {
         // SAFETY: walks a consistent heap.
         unsafe {
             while !seg.is_null() {
-                let fence = crate::segment::Segment::fencepost(seg);
-                let mut p = crate::segment::Segment::first_chunk(seg);
+                let fence = crate::heap::segment::Segment::fencepost(seg);
+                let mut p = crate::heap::segment::Segment::first_chunk(seg);
                 while p < fence {
                     let head = Chunk::head(p);
                     let size = head.size();

@@ -42,13 +42,10 @@
 //! - no chunk outside a quick list has FLAG4 set, except a thread-cache
 //!   entry while its thread writes a snapshot of the arena.
 
-use crate::chunk::{plausible_near, Chunk, Head, CHECKS, MIN_CHUNK_SIZE};
-use crate::heap::State;
-use crate::os::PageSource;
-use crate::registry;
-use crate::report::{fatal, Misuse};
-use crate::tcache::{class_of, demangle, key_word, mangle, EMPTY, MAX_CACHED_SIZE, NSMALL};
-use core::cell::UnsafeCell;
+use super::chunk::{plausible_near, Chunk, Head, CHECKS, MIN_CHUNK_SIZE};
+use super::lists::{demangle, key_word, mangle, EMPTY, NSMALL};
+use crate::sys::registry;
+use crate::sys::report::{fatal, Misuse};
 use core::ptr;
 
 /// The most bytes one arena parks, over all classes (a class may take all
@@ -185,7 +182,7 @@ impl QuickLists {
             }
             left -= 1;
             let mem = next;
-            if !crate::chunk::plausible(Chunk::from_mem(mem)) {
+            if !crate::heap::chunk::plausible(Chunk::from_mem(mem)) {
                 left = 0;
                 return Some(Err(mem));
             }
@@ -197,113 +194,11 @@ impl QuickLists {
     }
 }
 
-/// The heap's side of the quick lists.
-impl<S: PageSource> State<S> {
-    /// Does any quick list hold a chunk?
-    #[inline(always)]
-    pub(crate) fn quick_pending(&self) -> bool {
-        // SAFETY: a non-null `quick` is this arena's, used under its lock.
-        !self.quick.is_null() && unsafe { (*self.quick).map != 0 }
-    }
-
-    /// Parks the in-use chunk `p` (leaving a thread cache) on its quick
-    /// list instead of freeing it, if it has a quick-list size and the
-    /// budget has room (never in debug mode); returns whether it did.
-    ///
-    /// # Safety
-    /// `p` must be a validated in-use segment chunk of this heap that
-    /// nobody holds; for an arena, the caller holds its lock.
-    #[inline]
-    pub(crate) unsafe fn park(&mut self, p: *mut Chunk) -> bool {
-        // SAFETY: `p` is validated (caller).
-        let size = unsafe { Chunk::size(p) };
-        if self.quick.is_null() || size > MAX_CACHED_SIZE || self.debug.level >= 2 {
-            return false;
-        }
-        // SAFETY: forwarded to the caller; the lists are this arena's.
-        unsafe { (*self.quick).push(class_of(size), Chunk::to_mem(p)) }
-    }
-
-    /// An in-use chunk of exactly small class `c`'s size from its quick
-    /// list, or null.
-    ///
-    /// # Safety
-    /// For an arena, the caller holds its lock.
-    #[inline(always)]
-    pub(crate) unsafe fn unpark(&mut self, c: usize) -> *mut u8 {
-        if self.quick.is_null() {
-            return ptr::null_mut();
-        }
-        // SAFETY: forwarded to the caller; the lists are this arena's.
-        unsafe { (*self.quick).pop(c) }
-    }
-
-    /// Is the chunk `p` of `size` bytes on its quick list? (For snapshots,
-    /// which must tell parked chunks from thread-cache entries marked with
-    /// FLAG4 for the occasion: a walk of one list.)
-    pub(crate) fn is_parked(&self, p: *mut Chunk, size: usize) -> bool {
-        if self.quick.is_null() || size > MAX_CACHED_SIZE {
-            return false;
-        }
-        // SAFETY: the arena's own lists, read under its lock.
-        let q = unsafe { &*self.quick };
-        q.entries(class_of(size)).any(|e| e == Ok(Chunk::to_mem(p)))
-    }
-
-    /// Consolidates the quick lists and trims top if that grew it past the
-    /// trim threshold (a thread that parked here is leaving).
-    ///
-    /// # Safety
-    /// The caller holds the arena's lock.
-    pub(crate) unsafe fn release_parked(&mut self) {
-        // SAFETY: forwarded to the caller.
-        unsafe {
-            self.consolidate_quick();
-            self.after_free();
-        }
-    }
-
-    /// Frees every parked chunk (merging it with its free neighbours).
-    ///
-    /// # Safety
-    /// The heap must be consistent; for an arena, the caller holds its lock.
-    #[cold]
-    pub(crate) unsafe fn consolidate_quick(&mut self) {
-        let q = self.quick;
-        if q.is_null() {
-            return;
-        }
-        // SAFETY: the lists are this arena's (caller holds the lock); each
-        // popped entry is a validated in-use chunk of its class's size.
-        unsafe {
-            while (*q).map != 0 {
-                let c = (*q).map.trailing_zeros() as usize;
-                let mem = (*q).pop(c);
-                let p = Chunk::from_mem(mem);
-                self.free_chunk(p, Chunk::size(p));
-            }
-        }
-    }
-}
-
-/// The quick lists of arena slot `i`. They live outside the arena's
-/// state, which must fit in front of the first chunk at a fixed offset.
-struct Slot(UnsafeCell<QuickLists>);
-// SAFETY: each slot is used only by its arena, under that arena's lock.
-unsafe impl Sync for Slot {}
-static SLOTS: [Slot; crate::arena::MAX_ARENAS] =
-    [const { Slot(UnsafeCell::new(QuickLists::EMPTY)) }; crate::arena::MAX_ARENAS];
-
-/// The quick lists for the arena created in slot `i` (each slot is
-/// created once).
-pub(crate) fn for_slot(i: usize) -> *mut QuickLists {
-    SLOTS[i].0.get()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::{ChunkKind, Item};
+    use crate::inspect::ChunkKind;
+    use crate::inspect::Item;
     use crate::Heap;
     use std::boxed::Box;
     use std::vec::Vec;

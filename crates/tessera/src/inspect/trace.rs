@@ -23,7 +23,8 @@
 //! program still held; a trace without it was cut short. Lines starting
 //! with `#` are comments.
 
-use crate::inspect::{Line, Sink};
+use super::Line;
+use super::Sink;
 
 /// One call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,8 +144,8 @@ pub use owned::*;
 #[cfg(feature = "std")]
 mod owned {
     use super::*;
-    use crate::heap::Heap;
-    use crate::os::PageSource;
+    use crate::heap::mspace::Heap;
+    use crate::sys::os::PageSource;
     use std::collections::HashMap;
     use std::format;
     use std::string::String;

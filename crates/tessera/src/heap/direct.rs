@@ -1,83 +1,17 @@
 //! Direct chunks: large requests served by a mapping of their own
-//! (dlmalloc's `mmap_alloc`, `mmap_resize`).
-//!
-//! # Layout
-//! ```text
-//!  mapping start (page aligned)
-//!  +-------------------------+---------------------------------+-----------+
-//!  | MmapHeader (48 bytes)   | chunk: prev_foot = offset back  | fencepost |
-//!  | check, owner, next,     |        head = size (P = C = 0)  | 16 bytes  |
-//!  | prev, map_size          | payload ...                     |           |
-//!  +-------------------------+---------------------------------+-----------+
-//! ```
-//! dlmalloc keeps no list of its mapped chunks; Tessera links them through a
-//! small header at the start of each mapping so that a heap can report them,
-//! check them and unmap them when it is dropped, and keys the header so a
-//! forged one is caught.
-//!
-//! # Invariants
-//! - `chunk.prev_foot` (the offset from header to chunk) is a multiple of 16
-//!   in `[48, 48 + page)`: `memalign` moves the header up to the page that
-//!   precedes the chunk, unmapping the pages in between.
-//! - `header.check == key ^ header`, `header.map_size == offset + size + 16`.
-//! - the registry's direct bit is set for the chunk's page while it lives.
+//! (dlmalloc's `mmap_alloc`, `mmap_resize`), the heap's side: mapping,
+//! listing, resizing (`mremap`), trimming for `memalign`, unmapping. The
+//! mapping header and its layout are in `mapping`.
 
-use crate::chunk::{align_up, Chunk, Head, MIN_CHUNK_SIZE, WORD};
-use crate::heap::State;
-use crate::os::PageSource;
-use crate::registry;
-use crate::report::{fatal, fatal_msg, Misuse};
-use crate::smallbins::is_small;
+use super::chunk::{align_up, Chunk, MIN_CHUNK_SIZE, WORD};
+use super::mapping::{write_foot, MmapHeader, MMAP_FOOT_SIZE, MMAP_HEADER_SIZE};
+use super::segment::MAX_SEGMENT_CHUNK;
+use super::smallbins::is_small;
+use super::state::State;
+use crate::sys::os::PageSource;
+use crate::sys::registry;
+use crate::sys::report::{fatal, fatal_msg, Misuse};
 use core::ptr;
-
-/// The header at the start of every direct mapping.
-#[repr(C)]
-pub struct MmapHeader {
-    /// `registry::key() ^ address of this header`.
-    pub check: usize,
-    /// The heap state that owns the chunk.
-    pub owner: *mut (),
-    /// Next direct chunk of the same heap.
-    pub next: *mut MmapHeader,
-    /// Previous direct chunk of the same heap.
-    pub prev: *mut MmapHeader,
-    /// Bytes in the mapping, from this header.
-    pub map_size: usize,
-    /// Offset from this header to its chunk (equal to the chunk's prev_foot).
-    pub chunk_offset: usize,
-}
-
-/// Bytes from the start of a mapping to its chunk (unless memalign moved it).
-pub const MMAP_HEADER_SIZE: usize = 48;
-/// Bytes of the fencepost after a direct chunk.
-pub const MMAP_FOOT_SIZE: usize = 16;
-
-const _: () = assert!(core::mem::size_of::<MmapHeader>() == MMAP_HEADER_SIZE);
-const _: () = assert!(MMAP_HEADER_SIZE % 16 == 0);
-
-impl MmapHeader {
-    /// The header of direct chunk `p`, or null if `p`'s offset is out of
-    /// the range the invariants allow.
-    ///
-    /// # Safety
-    /// `p` must be a readable chunk header (the registry vouched for it).
-    #[inline]
-    pub unsafe fn of_chunk(p: *mut Chunk) -> *mut MmapHeader {
-        // SAFETY: forwarded to the caller.
-        let offset = unsafe { Chunk::prev_foot(p) };
-        if !(MMAP_HEADER_SIZE..MMAP_HEADER_SIZE + crate::os::PAGE_SIZE).contains(&offset)
-            || offset % 16 != 0
-        {
-            return ptr::null_mut();
-        }
-        p.cast::<u8>().wrapping_sub(offset).cast()
-    }
-
-    /// The chunk behind header `h`, given its offset.
-    fn chunk(h: *mut MmapHeader, offset: usize) -> *mut Chunk {
-        h.cast::<u8>().wrapping_add(offset).cast()
-    }
-}
 
 impl<S: PageSource> State<S> {
     /// Maps a chunk of at least `nb` bytes. Null on failure.
@@ -194,7 +128,7 @@ impl<S: PageSource> State<S> {
             self.sub_footprint(map_size);
             if self.config.dynamic_threshold
                 && size > self.config.mmap_threshold
-                && size <= crate::segment::MAX_SEGMENT_CHUNK
+                && size <= MAX_SEGMENT_CHUNK
             {
                 self.config.mmap_threshold = size;
                 self.config.trim_threshold = 2 * size;
@@ -345,83 +279,5 @@ impl<S: PageSource> State<S> {
         self.sub_footprint(self.direct_bytes);
         self.direct_bytes = 0;
         self.direct_count = 0;
-    }
-}
-
-impl MmapHeader {
-    /// The chunk of a live header.
-    ///
-    /// # Safety
-    /// `h` must be a live header.
-    pub unsafe fn of_chunk_from_header(h: *mut MmapHeader) -> *mut Chunk {
-        // SAFETY: forwarded to the caller.
-        MmapHeader::chunk(h, unsafe { (*h).chunk_offset })
-    }
-}
-
-/// Writes the fencepost after a direct chunk of `psize` bytes.
-///
-/// # Safety
-/// `p + psize + 16` must lie inside the chunk's mapping.
-unsafe fn write_foot(p: *mut Chunk, psize: usize) {
-    let f = Chunk::plus_offset(p, psize);
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        Chunk::set_prev_foot(f, 0);
-        Chunk::set_head(f, Head::FENCEPOST);
-    }
-}
-
-/// Maps a direct chunk of at least `nb` bytes that no heap owns (header
-/// owner null, in no list). Used only when every arena is held by a thread
-/// that is forking, so that malloc never waits for a fork to finish (see
-/// `arena`). Freed by [`orphan_free`]. Null on failure.
-pub(crate) fn orphan_alloc(nb: usize) -> *mut u8 {
-    let source = crate::os::Mmap;
-    let page = source.page_size();
-    let Some(raw) = nb.checked_add(MMAP_HEADER_SIZE + WORD + MMAP_FOOT_SIZE + page) else {
-        return ptr::null_mut();
-    };
-    let map_size = align_up(raw - page, page);
-    let h: *mut MmapHeader = source.map(map_size).cast();
-    if h.is_null() {
-        return ptr::null_mut();
-    }
-    let p = MmapHeader::chunk(h, MMAP_HEADER_SIZE);
-    if !registry::add_direct(p as usize) {
-        // SAFETY: the mapping was just made and is unused.
-        unsafe { source.unmap(h.cast(), map_size) };
-        return ptr::null_mut();
-    }
-    let psize = map_size - MMAP_HEADER_SIZE - MMAP_FOOT_SIZE;
-    // SAFETY: header, chunk and fencepost lie inside the fresh mapping.
-    unsafe {
-        h.write(MmapHeader {
-            check: registry::key() ^ (h as usize),
-            owner: ptr::null_mut(),
-            next: ptr::null_mut(),
-            prev: ptr::null_mut(),
-            map_size,
-            chunk_offset: MMAP_HEADER_SIZE,
-        });
-        Chunk::set_prev_foot(p, MMAP_HEADER_SIZE);
-        Chunk::set_head(p, psize);
-        write_foot(p, psize);
-    }
-    Chunk::to_mem(p)
-}
-
-/// Unmaps an orphan direct chunk.
-///
-/// # Safety
-/// `p` must be a live orphan chunk (validated header, null owner).
-pub(crate) unsafe fn orphan_free(p: *mut Chunk) {
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        let h = MmapHeader::of_chunk(p);
-        registry::remove_direct(p as usize);
-        registry::note_direct_freed(p as usize);
-        (*h).check = 0;
-        crate::os::Mmap.unmap(h.cast(), (*h).map_size);
     }
 }

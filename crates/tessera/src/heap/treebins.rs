@@ -24,7 +24,7 @@
 //! - ring members other than the node have `parent == null`; ring links are
 //!   mutual (`c.fd.bk == c`).
 
-use crate::chunk::{checked_link_near, plausible_near, TreeChunk, WORD};
+use super::chunk::{checked_link_near, plausible_near, TreeChunk, WORD};
 use core::ptr;
 
 /// Number of tree bins (dlmalloc's NTREEBINS).
@@ -443,7 +443,7 @@ pub const fn key_bit(size: usize, i: usize, depth: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::Chunk;
+    use crate::heap::chunk::Chunk;
 
     /// The naive definition: bins split each power of two in half.
     fn naive_index(size: usize) -> usize {
@@ -523,18 +523,18 @@ mod tests {
     /// `n` 64-byte chunk slots in a registered segment (the link checks
     /// only follow pointers into live segments).
     struct Slots {
-        seg: crate::segment::TestSegment,
+        seg: crate::heap::segment::TestSegment,
     }
     impl Slots {
         fn new(n: usize) -> Self {
             Slots {
-                seg: crate::segment::TestSegment::new(n * 64 + 64),
+                seg: crate::heap::segment::TestSegment::new(n * 64 + 64),
             }
         }
         fn chunk(&mut self, k: usize, size: usize) -> *mut TreeChunk {
             let p: *mut Chunk = self.seg.at(k * 64).cast();
             // SAFETY: slot k has 64 bytes, enough for a tree chunk header.
-            unsafe { Chunk::set_head(p, size | crate::chunk::Head::PINUSE) };
+            unsafe { Chunk::set_head(p, size | crate::heap::chunk::Head::PINUSE) };
             p.cast()
         }
     }

@@ -4,8 +4,8 @@
 //! # Glossary
 //! - **arena**: one [`State`] (a whole heap) in the static slot table, with
 //!   its `lock`, its `remote` free stack and its count of `attached` threads.
-//! - **binding**: each thread uses one arena for its allocations (kept in its
-//!   thread cache). A thread that finds its arena locked tries the others,
+//! - **binding**: each thread uses one arena for its allocations (kept in a
+//!   thread-local of this module, `BOUND`). A thread that finds its arena locked tries the others,
 //!   creates a new one while under the limit (default 8 x cores, like
 //!   glibc's M_ARENA_MAX), and only then waits. New threads prefer arenas no
 //!   thread is attached to (those of exited threads).
@@ -24,7 +24,7 @@
 //! holds a FILE lock and calls malloc while we hold the arenas would deadlock
 //! the forker if malloc waited. It never does: while `FORKING` is set, a
 //! thread that cannot lock its arena takes another, creates one, or maps a
-//! chunk owned by no arena ([`crate::direct`]'s orphans); frees go to the
+//! chunk owned by no arena ([`crate::heap::mapping`]'s orphans); frees go to the
 //! remote stacks. Arenas created during the fork window may be half-updated
 //! in the child, which abandons them (never allocates from them; frees into
 //! them are dropped).
@@ -34,11 +34,16 @@
 //!   created, or forever if creation failed. Arenas are never destroyed.
 //! - `attached` counts threads bound to the arena (exited threads detach).
 
-use crate::chunk::Chunk;
-use crate::heap::{Config, Heap, SharedFootprint, State};
-use crate::lock::RawLock;
-use crate::os::Mmap;
-use core::cell::UnsafeCell;
+use crate::heap::chunk::{align_up, request2size, Chunk, MAX_REQUEST};
+use crate::heap::classify::Classified;
+use crate::heap::mapping::{orphan_alloc, orphan_free as unmap_orphan};
+use crate::heap::mspace::Heap;
+use crate::heap::quick::QuickLists;
+use crate::heap::segment::SEGMENT_HEADER;
+use crate::heap::state::{Config, SharedFootprint, State};
+use crate::sys::lock::RawLock;
+use crate::sys::os::Mmap;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -50,6 +55,19 @@ pub(crate) type Arena = State<Mmap>;
 
 static SLOTS: [AtomicPtr<Arena>; MAX_ARENAS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; MAX_ARENAS];
+/// state, which must fit in front of the first chunk at a fixed offset.
+struct QuickSlot(UnsafeCell<QuickLists>);
+// SAFETY: each slot is used only by its arena, under that arena's lock.
+unsafe impl Sync for QuickSlot {}
+static QUICK: [QuickSlot; MAX_ARENAS] =
+    [const { QuickSlot(UnsafeCell::new(QuickLists::EMPTY)) }; MAX_ARENAS];
+
+/// The quick lists for the arena created in slot `i` (each slot is
+/// created once).
+fn quick_lists_for_slot(i: usize) -> *mut QuickLists {
+    QUICK[i].0.get()
+}
+
 /// Slots claimed so far.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// M_ARENA_MAX; 0 = default.
@@ -151,8 +169,8 @@ pub(crate) fn create() -> *mut Arena {
     // each under their own lock, so concurrent growth can overshoot it by
     // at most one growth step per arena.)
     let fp_limit = SHARED.limit.load(Ordering::Relaxed);
-    let first = crate::chunk::align_up(
-        config().top_pad + (crate::segment::SEGMENT_HEADER + 4096),
+    let first = align_up(
+        config().top_pad + (SEGMENT_HEADER + 4096),
         config().granularity.max(4096),
     );
     if fp_limit != 0 && SHARED.total.load(Ordering::Relaxed) + first > fp_limit {
@@ -180,7 +198,7 @@ pub(crate) fn create() -> *mut Arena {
     // SAFETY: a fresh arena nobody else sees yet.
     unsafe {
         (*a).shared = &SHARED;
-        (*a).quick = crate::quick::for_slot(n);
+        (*a).quick = quick_lists_for_slot(n);
         let fp = (*a).footprint;
         let total = SHARED.total.fetch_add(fp, Ordering::Relaxed) + fp;
         SHARED.peak.fetch_max(total, Ordering::Relaxed);
@@ -323,11 +341,115 @@ pub(crate) unsafe fn unlock(a: *mut Arena) {
     unsafe { (*a).lock.unlock() };
 }
 
-/// Locks an arena for the calling thread, starting from `*bound` (binding
-/// one if null) and moving the binding if it is contended. Returns null only
-/// while another thread forks and every arena is taken: the caller then
-/// falls back to an orphan mapping.
-pub(crate) fn lock_for_thread(bound: &mut *mut Arena) -> *mut Arena {
+std::thread_local! {
+    /// The arena the calling thread allocates from (null until it first
+    /// needs one). A plain value with no destructor, so reading it is one
+    /// thread-pointer-relative load and it stays readable while the
+    /// thread's exit hooks run.
+    static BOUND: Cell<*mut Arena> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The calling thread's arena (null if it has none yet).
+#[inline]
+pub(crate) fn current() -> *mut Arena {
+    BOUND.with(Cell::get)
+}
+
+/// Binds the calling thread to an arena if it has none, then registers the
+/// fork handlers if nobody has yet: here no arena lock is held and no
+/// thread cache is borrowed, so a `malloc` from inside `pthread_atfork`
+/// finds everything consistent.
+#[cold]
+fn bind_current() {
+    BOUND.with(|b| {
+        if b.get().is_null() {
+            b.set(bind_new_thread());
+        }
+    });
+    ensure_atfork();
+}
+
+/// Locks the calling thread's arena (binding one first if it has none),
+/// moving the binding if that arena is contended. Null only while another
+/// thread forks and every arena is taken: the caller then falls back to an
+/// orphan mapping.
+pub(crate) fn lock_current() -> *mut Arena {
+    if current().is_null() {
+        bind_current();
+    }
+    BOUND.with(|b| {
+        let mut bound = b.get();
+        let a = lock_for_thread(&mut bound);
+        b.set(bound);
+        a
+    })
+}
+
+/// Detaches the calling thread (which is exiting) from its arena.
+pub(crate) fn detach_current() {
+    BOUND.with(|b| {
+        detach(b.get());
+        b.set(ptr::null_mut());
+    });
+}
+
+/// Runs `f` on the calling thread's arena, locked; on a null result (that
+/// arena is out of memory) tries the others once, then a new one. `None`
+/// only while another thread forks and every arena is taken.
+#[inline]
+pub(crate) fn with_current(f: impl Fn(&mut Arena) -> *mut u8) -> Option<*mut u8> {
+    let a = lock_current();
+    if a.is_null() {
+        return None;
+    }
+    // SAFETY: locked by lock_current; unlocked right after.
+    let p = unsafe {
+        let p = f(&mut *a);
+        unlock(a);
+        p
+    };
+    if !p.is_null() {
+        return Some(p);
+    }
+    Some(retry_elsewhere(a, &f))
+}
+
+#[cold]
+fn retry_elsewhere(tried: *mut Arena, f: &dyn Fn(&mut Arena) -> *mut u8) -> *mut u8 {
+    for i in 0..count() {
+        let b = get(i);
+        // SAFETY: arenas are never freed.
+        if b.is_null() || b == tried || unsafe { (*b).abandoned } {
+            continue;
+        }
+        // SAFETY: as above; unlocked right after.
+        unsafe {
+            if try_lock(b) {
+                let p = f(&mut *b);
+                unlock(b);
+                if !p.is_null() {
+                    return p;
+                }
+            }
+        }
+    }
+    let b = create();
+    if b.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a fresh arena; unlocked right after.
+    unsafe {
+        lock(b);
+        let p = f(&mut *b);
+        unlock(b);
+        p
+    }
+}
+
+/// Locks an arena for a thread bound to `*bound` (binding one if null),
+/// moving the binding if it is contended. Null only while another thread
+/// forks and every arena is taken.
+fn lock_for_thread(bound: &mut *mut Arena) -> *mut Arena {
     if bound.is_null() {
         *bound = bind_new_thread();
         if bound.is_null() {
@@ -429,7 +551,7 @@ pub(crate) unsafe fn try_lock_or_wait(a: *mut Arena) -> bool {
 /// # Safety
 /// `c` must come from `classify(mem)` just now, with a non-null owner.
 #[inline(always)]
-pub(crate) unsafe fn free_to_owner(c: crate::heap::Classified, mem: *mut u8) {
+pub(crate) unsafe fn free_to_owner(c: Classified, mem: *mut u8) {
     let owner: *mut Arena = c.owner.cast();
     // SAFETY: arenas are never freed; `c` validates `mem` in `owner` (caller).
     unsafe {
@@ -470,7 +592,7 @@ static ATFORK: AtomicBool = AtomicBool::new(false);
 /// Registers the fork handlers once (outside every allocator lock and
 /// thread-cache borrow: glibc's `pthread_atfork` may call malloc).
 #[inline]
-pub(crate) fn ensure_atfork() {
+fn ensure_atfork() {
     if ATFORK.load(Ordering::Relaxed) {
         return;
     }
@@ -486,13 +608,13 @@ fn register_atfork() {
         return;
     }
     extern "C" fn prepare() {
-        crate::global::fork_prepare();
+        fork_prepare();
     }
     extern "C" fn parent() {
-        crate::global::fork_parent();
+        fork_parent();
     }
     extern "C" fn child() {
-        crate::global::fork_child();
+        fork_child();
     }
     // SAFETY: registers three handlers that take/release our own locks.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
@@ -543,7 +665,8 @@ pub(crate) fn fork_parent() {
 /// After `fork`, in the child (one thread, the forker): resets the locks,
 /// abandons arenas born during the fork, and clears the attachments of
 /// threads that do not exist here.
-pub(crate) fn fork_child(mine: *mut Arena) {
+pub(crate) fn fork_child() {
+    let mine = current();
     if FORK_DEPTH.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
@@ -571,10 +694,10 @@ pub(crate) fn fork_child(mine: *mut Arena) {
 
 /// Maps an orphan chunk for a request of `size` bytes (see the module docs).
 pub(crate) fn orphan_malloc(size: usize) -> *mut u8 {
-    if size >= crate::chunk::MAX_REQUEST {
+    if size >= MAX_REQUEST {
         return ptr::null_mut();
     }
-    crate::direct::orphan_alloc(crate::chunk::request2size(size))
+    orphan_alloc(request2size(size))
 }
 
 /// Unmaps an orphan chunk.
@@ -583,5 +706,5 @@ pub(crate) fn orphan_malloc(size: usize) -> *mut u8 {
 /// `p` must be a validated live orphan chunk.
 pub(crate) unsafe fn orphan_free(p: *mut Chunk) {
     // SAFETY: forwarded to the caller.
-    unsafe { crate::direct::orphan_free(p) }
+    unsafe { unmap_orphan(p) }
 }

@@ -30,14 +30,15 @@
 //! order, its fencepost last; each `direct` by its chunk and fencepost.
 //! `page` lines may come in any order after the items.
 
-use crate::chunk::{Chunk, Head, MIN_CHUNK_SIZE};
-use crate::direct::{MmapHeader, MMAP_FOOT_SIZE};
-use crate::heap::{Heap, State};
-use crate::os::PageSource;
-use crate::report::write_hex;
-use crate::segment::{Segment, SEGMENT_HEADER, SEG_HOLDS_STATE};
-use crate::smallbins::{is_small, small_index};
-use crate::treebins::compute_tree_index;
+use crate::heap::chunk::{Chunk, Head, MIN_CHUNK_SIZE};
+use crate::heap::mapping::{MmapHeader, MMAP_FOOT_SIZE};
+use crate::heap::mspace::Heap;
+use crate::heap::segment::{Segment, SEG_HOLDS_STATE};
+use crate::heap::smallbins::{is_small, small_index};
+use crate::heap::state::State;
+use crate::heap::treebins::compute_tree_index;
+use crate::sys::os::PageSource;
+use crate::sys::report::write_hex;
 
 /// Bytes per page in snapshots and grids.
 pub const PAGE: usize = 4096;
@@ -135,7 +136,7 @@ pub struct ChunkInfo {
 impl ChunkInfo {
     /// The user pointer.
     pub fn mem(&self) -> usize {
-        self.addr + crate::chunk::MEM_OFFSET
+        self.addr + crate::heap::chunk::MEM_OFFSET
     }
 }
 
@@ -400,7 +401,7 @@ impl<S: PageSource> State<S> {
                 }
                 f(&Item::Chunk(ChunkInfo {
                     addr: fence as usize,
-                    size: crate::segment::TOP_FOOT_SIZE,
+                    size: crate::heap::segment::TOP_FOOT_SIZE,
                     head: Chunk::head(fence),
                     kind: ChunkKind::Fencepost,
                 }));
@@ -602,23 +603,23 @@ pub fn write_page(addr: usize, bytes: &[u8; PAGE], sink: &mut dyn Sink) {
 /// Some(4))`, `("tree bin root", Some(0))`, `("top", None)`, ... None past
 /// the fields viewers care about.
 pub fn state_field(offset: usize) -> Option<(&'static str, Option<usize>)> {
-    type St = State<crate::os::Mmap>;
+    type St = State<crate::sys::os::Mmap>;
     use core::mem::{offset_of, size_of};
     let small = offset_of!(St, small);
     let tree = offset_of!(St, tree);
-    let heads = small + offset_of!(crate::smallbins::SmallBins, heads);
-    let roots = tree + offset_of!(crate::treebins::TreeBins, roots);
+    let heads = small + offset_of!(crate::heap::smallbins::SmallBins, heads);
+    let roots = tree + offset_of!(crate::heap::treebins::TreeBins, roots);
     let word = size_of::<usize>();
     let fields: [(usize, usize, &'static str); 12] = [
         (offset_of!(St, check), word, "check word"),
         (
-            small + offset_of!(crate::smallbins::SmallBins, map),
+            small + offset_of!(crate::heap::smallbins::SmallBins, map),
             4,
             "smallmap",
         ),
         (heads, 32 * word, "small bin head"),
         (
-            tree + offset_of!(crate::treebins::TreeBins, map),
+            tree + offset_of!(crate::heap::treebins::TreeBins, map),
             4,
             "treemap",
         ),
@@ -714,6 +715,7 @@ pub use owned::*;
 #[cfg(feature = "std")]
 mod owned {
     use super::*;
+    use crate::heap::segment::SEGMENT_HEADER;
     use std::collections::BTreeMap;
     use std::string::String;
     use std::vec::Vec;

@@ -149,7 +149,7 @@ impl Head {
     pub const CINUSE: usize = 2;
     /// Spare bit. Tessera: the chunk is parked (in use as far as the heap
     /// knows, free as far as the program knows). Kept set while the chunk
-    /// sits on its arena's quick list (`crate::quick`; only holders of the
+    /// sits on its arena's quick list (`crate::heap::quick`; only holders of the
     /// arena's lock write it). For a chunk in a thread cache, set only
     /// while a snapshot of its arena is written, by the cache's own thread
     /// holding the arena's lock (`tcache::mark_entries_of`): not while the
@@ -233,7 +233,7 @@ pub fn tag_for(p: *mut Chunk, size: usize) -> usize {
         return 0;
     }
     let mem = (p as usize).wrapping_add(MEM_OFFSET);
-    tag_keyed(mem, size, crate::registry::key_initialized())
+    tag_keyed(mem, size, crate::sys::registry::key_initialized())
 }
 
 /// [`tag_for`] for the chunk whose payload is at `mem`, under the key
@@ -262,7 +262,7 @@ fn tag_hash(mem: usize, tagged: usize, secret: usize) -> usize {
 /// heap? Checks alignment and the segment registry, reading nothing.
 #[inline(always)]
 pub fn plausible<T>(p: *mut T) -> bool {
-    !CHECKS || crate::registry::aligned_in_segment((p as usize).wrapping_add(MEM_OFFSET))
+    !CHECKS || crate::sys::registry::aligned_in_segment((p as usize).wrapping_add(MEM_OFFSET))
 }
 
 /// [`plausible`], with a fast path for links read out of a chunk `near`
@@ -274,7 +274,7 @@ pub fn plausible<T>(p: *mut T) -> bool {
 pub fn plausible_near<T, U>(p: *mut T, near: *mut U) -> bool {
     // `near` is 16-aligned, so one masked test asks both questions: same
     // slot (the high bits agree) and aligned (the low four bits are 0).
-    const SAME_SLOT_ALIGNED: usize = !(crate::segment::SEGMENT_SIZE - 1) | CHUNK_ALIGN_MASK;
+    const SAME_SLOT_ALIGNED: usize = !(crate::sys::registry::SEGMENT_SIZE - 1) | CHUNK_ALIGN_MASK;
     !CHECKS || (p as usize ^ near as usize) & SAME_SLOT_ALIGNED == 0 || plausible(p)
 }
 
@@ -284,7 +284,7 @@ pub fn plausible_near<T, U>(p: *mut T, near: *mut U) -> bool {
 #[inline(always)]
 pub fn checked_link_near<T, U>(p: *mut T, near: *mut U) -> *mut T {
     if !p.is_null() && !plausible_near(p, near) {
-        crate::report::fatal(crate::report::Misuse::CorruptLinks, p.cast());
+        crate::sys::report::fatal(crate::sys::report::Misuse::CorruptLinks, p.cast());
     }
     p
 }
@@ -295,7 +295,7 @@ pub fn checked_link_near<T, U>(p: *mut T, near: *mut U) -> *mut T {
 #[inline(always)]
 pub fn tag_ok(p: *mut Chunk, head: Head) -> bool {
     let mem = (p as usize).wrapping_add(MEM_OFFSET) as *mut u8;
-    tag_ok_keyed(mem, head, crate::registry::key_initialized())
+    tag_ok_keyed(mem, head, crate::sys::registry::key_initialized())
 }
 
 /// [`tag_ok`] for the chunk whose payload is at `mem`, with the process key
@@ -738,7 +738,7 @@ mod tests {
 
     #[test]
     fn tags_depend_on_address_and_size_and_leave_size_alone() {
-        crate::registry::key();
+        crate::sys::registry::key();
         let p = 0x7f00_1234_5670usize as *mut Chunk;
         let h = Head(tag_for(p, 144) | 144 | Head::CINUSE | Head::PINUSE);
         assert_eq!(h.size(), 144);
@@ -764,7 +764,7 @@ mod tests {
             r ^= r << 13;
             r ^= r >> 7;
             r ^= r << 17;
-            let secret = crate::registry::compose_key(r) as usize;
+            let secret = crate::sys::registry::compose_key(r) as usize;
             let base = Chunk::plus_offset(p, (r as usize >> 20) & 0xFFFF_FFF0);
             let mut seen = std::collections::HashSet::new();
             for i in 0..1000usize {
@@ -793,7 +793,7 @@ mod tests {
             r ^= r << 13;
             r ^= r >> 7;
             r ^= r << 17;
-            let secret = crate::registry::compose_key(r) as usize;
+            let secret = crate::sys::registry::compose_key(r) as usize;
             for i in 0..1000usize {
                 let mem = (0x7f00_0000_0000 + (r as usize & 0xFFF_FFF0) + 16 * i) as *mut u8;
                 let size = 32 + 16 * (i % 64);

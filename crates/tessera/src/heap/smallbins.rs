@@ -18,7 +18,7 @@
 //! pointer instead: no fake chunk overlaps the state, the list ends are
 //! explicit, and the viewer shows `fd = 0` for the last chunk.
 
-use crate::chunk::{plausible_near, Chunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
+use super::chunk::{plausible_near, Chunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
 use core::ptr;
 
 /// Number of small bins (dlmalloc's NSMALLBINS).
@@ -32,7 +32,7 @@ pub const MAX_SMALL_SIZE: usize = MIN_LARGE_SIZE - 1;
 /// The largest request served from the small bins (dlmalloc's
 /// MAX_SMALL_REQUEST): 232 bytes on x86-64.
 pub const MAX_SMALL_REQUEST: usize =
-    MAX_SMALL_SIZE - (MALLOC_ALIGNMENT - 1) - crate::chunk::CHUNK_OVERHEAD;
+    MAX_SMALL_SIZE - (MALLOC_ALIGNMENT - 1) - crate::heap::chunk::CHUNK_OVERHEAD;
 
 const _: () = assert!(NSMALLBINS == 32, "the small map is a u32");
 const _: () = assert!(MAX_SMALL_REQUEST == 232);
@@ -191,16 +191,18 @@ mod tests {
         }
         // Every request served from the small bins maps to a chunk below 256.
         for req in 0..=MAX_SMALL_REQUEST {
-            assert!(is_small(crate::chunk::request2size(req)), "req {req}");
+            assert!(is_small(crate::heap::chunk::request2size(req)), "req {req}");
         }
-        assert!(!is_small(crate::chunk::request2size(MAX_SMALL_REQUEST + 1)));
+        assert!(!is_small(crate::heap::chunk::request2size(
+            MAX_SMALL_REQUEST + 1
+        )));
     }
 
     #[test]
     fn insert_unlink_pop_keep_map_in_sync() {
         // Six 32-byte chunks in a registered segment (links are only
         // followed into live segments).
-        let seg = crate::segment::TestSegment::new(4096);
+        let seg = crate::heap::segment::TestSegment::new(4096);
         let chunks: [*mut Chunk; 6] = core::array::from_fn(|k| seg.at(32 * k).cast());
         let mut bins = SmallBins::EMPTY;
         // SAFETY: every chunk pointer is a distinct 32-byte slot of `seg`.

@@ -16,10 +16,10 @@
 //! # Invariants
 //! `arena == uordblks + fordblks` and `footprint == arena + hblkhd`.
 
-use crate::chunk::Chunk;
-use crate::heap::{Heap, State};
-use crate::os::PageSource;
-use crate::segment::Segment;
+use super::chunk::Chunk;
+use super::segment::Segment;
+use super::state::State;
+use crate::sys::os::PageSource;
 
 /// A heap's statistics. All sizes in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -107,17 +107,5 @@ impl<S: PageSource> State<S> {
         }
         st.uordblks = st.arena - st.fordblks;
         st
-    }
-}
-
-impl<S: PageSource> Heap<S> {
-    /// The heap's statistics (walks the heap: O(chunks)).
-    pub fn stats(&self) -> Stats {
-        self.state().stats()
-    }
-
-    /// Verifies every invariant of the heap; see [`crate::check`].
-    pub fn check(&self) -> Result<(), crate::CheckError> {
-        self.state().check()
     }
 }

@@ -7,14 +7,14 @@
 //! inside the allocator (TESSERA_CHECK=2). It returns the first violation
 //! found, naming the address and the invariant.
 
-use crate::chunk::{Chunk, Head, TreeChunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
-use crate::direct::{MmapHeader, MMAP_FOOT_SIZE};
-use crate::heap::State;
-use crate::os::PageSource;
-use crate::registry;
-use crate::segment::{Segment, SEGMENT_SIZE, TOP_FOOT_SIZE};
-use crate::smallbins::{is_small, small_index, small_index2size, NSMALLBINS};
-use crate::treebins::{compute_tree_index, key_bit, minsize_for_tree_index, NTREEBINS};
+use super::chunk::{Chunk, Head, TreeChunk, MALLOC_ALIGNMENT, MIN_CHUNK_SIZE};
+use super::mapping::{MmapHeader, MMAP_FOOT_SIZE};
+use super::segment::{Segment, SEGMENT_SIZE, TOP_FOOT_SIZE};
+use super::smallbins::{is_small, small_index, small_index2size, NSMALLBINS};
+use super::state::State;
+use super::treebins::{compute_tree_index, key_bit, minsize_for_tree_index, NTREEBINS};
+use crate::sys::os::PageSource;
+use crate::sys::registry;
 use core::fmt;
 
 /// A violated invariant: where, and which.
@@ -235,7 +235,7 @@ impl<S: PageSource> State<S> {
                     }
                 } else if p == self.dv {
                     return fail(p, "dv is free");
-                } else if !crate::chunk::tag_ok(p, head) {
+                } else if !crate::heap::chunk::tag_ok(p, head) {
                     return fail(p, "an in-use chunk's head carries its keyed tag");
                 } else if head.flag4() {
                     self.check_parked(p, size)?;
@@ -266,7 +266,7 @@ impl<S: PageSource> State<S> {
     /// its list follows from `check_quick`.)
     fn check_parked(&self, p: *mut Chunk, size: usize) -> Result<(), CheckError> {
         #[cfg(feature = "std")]
-        if !self.quick.is_null() && size <= crate::tcache::MAX_CACHED_SIZE {
+        if !self.quick.is_null() && size <= crate::heap::lists::MAX_CACHED_SIZE {
             return Ok(());
         }
         let _ = size;
@@ -287,7 +287,7 @@ impl<S: PageSource> State<S> {
             // SAFETY: the arena's own lists, read under its lock.
             let q = unsafe { &*self.quick };
             let mut bytes = 0;
-            for c in 0..crate::tcache::NSMALL {
+            for c in 0..crate::heap::lists::NSMALL {
                 let mut last = core::ptr::null_mut();
                 let size = MIN_CHUNK_SIZE + 16 * c;
                 if (q.map >> c & 1 != 0) != (q.len(c) != 0) {
@@ -306,7 +306,7 @@ impl<S: PageSource> State<S> {
                     if head.size() != size
                         || !head.cinuse()
                         || !head.flag4()
-                        || !crate::chunk::tag_ok(p, head)
+                        || !crate::heap::chunk::tag_ok(p, head)
                     {
                         return fail(
                             p,
@@ -320,13 +320,13 @@ impl<S: PageSource> State<S> {
                 // SAFETY: `last`, when set, is an entry that passed the
                 // checks above: its first payload word is readable.
                 if !last.is_null()
-                    && crate::tcache::demangle(unsafe { last.cast::<usize>().read() }, last)
-                        != crate::tcache::EMPTY
+                    && crate::heap::lists::demangle(unsafe { last.cast::<usize>().read() }, last)
+                        != crate::heap::lists::EMPTY
                 {
                     return fail(c, "quick list c ends after its count");
                 }
             }
-            if bytes != q.bytes || bytes > crate::quick::BUDGET {
+            if bytes != q.bytes || bytes > crate::heap::quick::BUDGET {
                 return fail(
                     self.quick,
                     "quick-list bytes are the sum of the entries' sizes, within the budget",
@@ -502,7 +502,9 @@ impl<S: PageSource> State<S> {
                 usize::MAX
             };
             let marker = self.tree.root_marker(i);
-            let mut visit = |t: *mut TreeChunk, info: crate::treebins::TreeNodeInfo| -> bool {
+            let mut visit = |t: *mut TreeChunk,
+                             info: crate::heap::treebins::TreeNodeInfo|
+             -> bool {
                 let c = TreeChunk::as_chunk(t);
                 let mut bad = |what| {
                     err = Some(CheckError {
@@ -603,7 +605,7 @@ impl<S: PageSource> State<S> {
                     || offset != (*h).chunk_offset
                     || MmapHeader::of_chunk(p) != h
                     || offset + head.size() + MMAP_FOOT_SIZE != (*h).map_size
-                    || (p as usize + crate::chunk::MEM_OFFSET) % MALLOC_ALIGNMENT != 0
+                    || (p as usize + crate::heap::chunk::MEM_OFFSET) % MALLOC_ALIGNMENT != 0
                 {
                     return fail(
                         p,
@@ -635,7 +637,7 @@ impl<S: PageSource> State<S> {
     unsafe fn check_clean(&self) -> Result<(), CheckError> {
         let start = self
             .top_clean
-            .max(self.top as usize + crate::chunk::MEM_OFFSET);
+            .max(self.top as usize + crate::heap::chunk::MEM_OFFSET);
         // SAFETY: top is a valid chunk of the top segment.
         let fence = unsafe { Segment::fencepost(self.top_seg) } as usize;
         let end = fence.min(start.saturating_add(CLEAN_SCAN_LIMIT));

@@ -15,16 +15,16 @@
 //! with its own lock (see `arena`). Frees from other threads never wait:
 //! they go to the owner's remote stack when its lock is taken.
 
-use crate::arena::{self, Arena};
-use crate::chunk::{
-    tag_ok_keyed, Chunk, Head, CHECKS, MALLOC_ALIGNMENT, MAX_REQUEST, MIN_CHUNK_SIZE,
-};
-use crate::direct::MmapHeader;
-use crate::heap::{Classified, Heap};
-use crate::os::Mmap;
-use crate::registry;
-use crate::segment::Segment;
-use crate::tcache::{self, MAX_CACHED_SIZE};
+use super::arena::{self, Arena};
+use super::tcache;
+use crate::heap::chunk::{align_up, Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
+use crate::heap::classify::classify;
+use crate::heap::lists::MAX_CACHED_REQUEST;
+use crate::heap::mapping::MmapHeader;
+use crate::heap::segment::{Segment, MAX_SEGMENT_CHUNK};
+use crate::heap::{CheckError, Heap, Stats};
+use crate::sys::os::Mmap;
+use crate::sys::registry;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -40,119 +40,10 @@ pub struct Tessera;
 // does).
 // ---------------------------------------------------------------------
 
-/// Runs `f` on a locked arena of the calling thread; on a null result
-/// (that arena is out of memory) tries the others once. `None` only while
-/// another thread forks and every arena is taken.
-#[inline]
-fn in_arena(f: impl Fn(&mut Arena) -> *mut u8) -> Option<*mut u8> {
-    tcache::with(|tc| {
-        let a = arena::lock_for_thread(&mut tc.arena);
-        if a.is_null() {
-            return None;
-        }
-        // SAFETY: locked by lock_for_thread; unlocked below.
-        let p = unsafe {
-            let p = f(&mut *a);
-            arena::unlock(a);
-            p
-        };
-        if !p.is_null() {
-            return Some(p);
-        }
-        Some(retry_elsewhere(a, &f))
-    })
-}
-
-#[cold]
-fn retry_elsewhere(tried: *mut Arena, f: &dyn Fn(&mut Arena) -> *mut u8) -> *mut u8 {
-    for i in 0..arena::count() {
-        let b = arena::get(i);
-        // SAFETY: arenas are never freed.
-        if b.is_null() || b == tried || unsafe { (*b).abandoned } {
-            continue;
-        }
-        // SAFETY: as above; unlocked right after.
-        unsafe {
-            if arena::try_lock(b) {
-                let p = f(&mut *b);
-                arena::unlock(b);
-                if !p.is_null() {
-                    return p;
-                }
-            }
-        }
-    }
-    let b = arena::create();
-    if b.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: a fresh arena; unlocked right after.
-    unsafe {
-        arena::lock(b);
-        let p = f(&mut *b);
-        arena::unlock(b);
-        p
-    }
-}
-
 /// `malloc`: at least `size` bytes, 16-aligned; null on failure.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
-    if let Some(c) = tcache::cached_class(size) {
-        // SAFETY: this thread's cache, not borrowed elsewhere.
-        let p = unsafe { (*tcache::cache()).pop(c) };
-        if !p.is_null() {
-            return p;
-        }
-        return malloc_refill(size, c);
-    }
-    malloc_slow(size)
-}
-
-#[cold]
-#[inline(never)]
-fn malloc_refill(size: usize, c: usize) -> *mut u8 {
-    let p = tcache::with(|tc| {
-        if !tc.usable() {
-            return ptr::null_mut();
-        }
-        let a = arena::lock_for_thread(&mut tc.arena);
-        if a.is_null() {
-            return ptr::null_mut();
-        }
-        // SAFETY: locked; unlocked right after.
-        unsafe {
-            let p = tc.refill(&mut *a, c);
-            arena::unlock(a);
-            p
-        }
-    });
-    arena::ensure_atfork();
-    if p.is_null() {
-        malloc_slow(size)
-    } else {
-        p
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn malloc_slow(size: usize) -> *mut u8 {
-    // A medium request: the thread's medium class, else the arena, asked
-    // for the whole class size so that the chunk can serve the class again.
-    let size = match tcache::medium_class(size) {
-        Some(c) => {
-            let p = tcache::with(|tc| tc.take(c));
-            if !p.is_null() {
-                return p;
-            }
-            tcache::medium_request(c)
-        }
-        None => size,
-    };
-    let p = in_arena(|a| a.malloc(size)).unwrap_or_else(|| arena::orphan_malloc(size));
-    arena::ensure_atfork();
-    p
+    tcache::malloc(size)
 }
 
 /// `free`. Null is ignored; misuse is detected where cheaply possible and
@@ -162,85 +53,8 @@ fn malloc_slow(size: usize) -> *mut u8 {
 /// `ptr` must be null or live, from this allocator.
 #[inline]
 pub unsafe fn free(ptr: *mut u8) {
-    let p = Chunk::from_mem(ptr);
-    // (mem and its chunk share a segment slot: chunks start past the record.)
-    if registry::aligned_in_segment(ptr as usize) {
-        // SAFETY: the registry vouches for the segment holding `p`.
-        let head = unsafe { Chunk::head(p) };
-        // The size plus CINUSE (2, which does not change the class).
-        let tagged = head.0 & Head::TAGGED;
-        let secret = registry::key_initialized();
-        // A cacheable size, in use and its keyed tag right (the tag covers
-        // CINUSE and the size, so it also vouches for bit 3 being clear:
-        // a whole multiple of 16); without the checks, the flag bits
-        // tested directly. (Larger chunks have their tag checked once, in
-        // `free_slow`.)
-        if tagged.wrapping_sub(MIN_CHUNK_SIZE | Head::CINUSE) <= MAX_CACHED_SIZE - MIN_CHUNK_SIZE
-            && (if CHECKS {
-                tag_ok_keyed(ptr, head, secret)
-            } else {
-                head.0 & 0b1010 == 0b0010
-            })
-        {
-            let c = tcache::class_of(tagged);
-            // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
-            if unsafe { (*tcache::cache()).try_push(c, ptr, secret) } {
-                return;
-            }
-            // SAFETY: as above.
-            return unsafe { free_cacheable(c, ptr) };
-        }
-    }
     // SAFETY: forwarded to the caller.
-    unsafe { free_slow(ptr) }
-}
-
-/// A validated chunk of cache class `c` that the fast path could not cache
-/// (its class is full, the cache is not live yet, or it carries the cache
-/// key): the cache's slow path, then the arena.
-///
-/// # Safety
-/// `ptr` is a validated in-use chunk of class `c`, freed by the caller.
-#[cold]
-#[inline(never)]
-unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
-    // SAFETY: this thread's cache; `ptr` as the caller promises.
-    if !unsafe { (*tcache::cache()).push(c, ptr) } {
-        // SAFETY: forwarded.
-        unsafe { free_slow(ptr) }
-    }
-}
-
-/// Validates a pointer from outside and finds its owner (see
-/// `heap::classify`); aborts with a one-line message on misuse.
-#[inline]
-fn owner_of(ptr: *mut u8, realloc: bool) -> Classified {
-    crate::heap::classify(ptr, realloc)
-}
-
-#[cold]
-#[inline(never)]
-unsafe fn free_slow(ptr: *mut u8) {
-    if ptr.is_null() {
-        return;
-    }
-    let c = owner_of(ptr, false);
-    if c.owner.is_null() {
-        // SAFETY: a validated orphan direct chunk.
-        unsafe { arena::orphan_free(c.chunk) }
-        return;
-    }
-    if !c.direct {
-        // SAFETY: validated as an in-use segment chunk.
-        let size = unsafe { Chunk::size(c.chunk) };
-        if let Some(m) = tcache::medium_class_of_chunk(size) {
-            if tcache::with(|tc| tc.push_medium(m, ptr)) {
-                return;
-            }
-        }
-    }
-    // SAFETY: validated, live in its owner (caller).
-    unsafe { arena::free_to_owner(c, ptr) }
+    unsafe { tcache::free(ptr) }
 }
 
 /// `calloc`: `n * size` zeroed bytes; null on overflow or failure.
@@ -249,7 +63,7 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
     let Some(bytes) = n.checked_mul(size) else {
         return ptr::null_mut();
     };
-    if bytes <= tcache::MAX_CACHED_REQUEST {
+    if bytes <= MAX_CACHED_REQUEST {
         let p = malloc(bytes);
         if !p.is_null() {
             // SAFETY: a fresh block of at least `bytes` bytes.
@@ -257,7 +71,7 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
         }
         return p;
     }
-    in_arena(|a| a.calloc(1, bytes)).unwrap_or_else(|| arena::orphan_malloc(bytes))
+    arena::with_current(|a| a.calloc(1, bytes)).unwrap_or_else(|| arena::orphan_malloc(bytes))
 }
 
 /// `realloc` with dlmalloc's rules: null `ptr` is `malloc`; `size == 0`
@@ -275,7 +89,7 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
         unsafe { free(ptr) };
         return ptr::null_mut();
     }
-    let c = owner_of(ptr, true);
+    let c = classify(ptr, true);
     if !c.direct {
         tcache::check_realloc(ptr);
     }
@@ -312,7 +126,7 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
 /// # Safety
 /// `ptr` must be live, from this allocator.
 pub unsafe fn realloc_in_place(ptr: *mut u8, size: usize) -> bool {
-    let c = owner_of(ptr, true);
+    let c = classify(ptr, true);
     if c.owner.is_null() {
         return false;
     }
@@ -338,7 +152,7 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
     // wait for the fork to end (unlike malloc, they have no orphan escape;
     // the stdio paths that fork can deadlock against never memalign).
     loop {
-        if let Some(p) = in_arena(|a| a.memalign(align, size)) {
+        if let Some(p) = arena::with_current(|a| a.memalign(align, size)) {
             return p;
         }
         // SAFETY: sched_yield has no preconditions.
@@ -354,7 +168,7 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
     if ptr.is_null() {
         return 0;
     }
-    owner_of(ptr, false);
+    classify(ptr, false);
     // SAFETY: validated: an in-use chunk whose size bits only its owner's
     // thread changes, and never while it is in use.
     unsafe { Chunk::usable_size(Chunk::from_mem(ptr)) }
@@ -394,8 +208,8 @@ pub fn trim(pad: usize) -> bool {
 /// use; chunks parked on the arenas' quick lists as free, in
 /// `smblks`/`fsmblks`). `max_footprint` is the peak of the process-wide
 /// total.
-pub fn stats() -> crate::Stats {
-    let mut total = crate::Stats::default();
+pub fn stats() -> Stats {
+    let mut total = Stats::default();
     arena::for_each(&mut |_, a| {
         // SAFETY: locked by for_each.
         let s = unsafe { (*a).stats() };
@@ -430,7 +244,7 @@ pub fn for_each_heap(f: &mut dyn FnMut(usize, &Heap<Mmap>)) {
 }
 
 /// Verifies every arena.
-pub fn check() -> Result<(), crate::CheckError> {
+pub fn check() -> Result<(), CheckError> {
     let mut r = Ok(());
     arena::for_each(&mut |_, a| {
         if r.is_ok() {
@@ -465,7 +279,7 @@ pub enum Tunable {
 /// the value is out of range.
 pub fn set_tunable(t: Tunable, value: usize) -> bool {
     match t {
-        Tunable::MmapThreshold if value > crate::segment::MAX_SEGMENT_CHUNK => return false,
+        Tunable::MmapThreshold if value > MAX_SEGMENT_CHUNK => return false,
         Tunable::ArenaMax => {
             arena::set_limit(value);
             return true;
@@ -508,27 +322,10 @@ pub fn set_footprint_limit(bytes: usize) -> usize {
     let limit = if bytes == 0 || bytes > usize::MAX - 4096 {
         0
     } else {
-        crate::chunk::align_up(bytes, 4096)
+        align_up(bytes, 4096)
     };
     arena::SHARED.limit.store(limit, Ordering::Relaxed);
     limit
-}
-
-/// Writes a snapshot of every arena (see `inspect`), one after the other,
-/// without allocating. The calling thread's cached chunks show as `cached`.
-/// The sink is called with an arena's lock held, so it must not allocate
-/// either (a file descriptor, or a buffer reserved beforehand).
-pub fn write_snapshot(sink: &mut dyn crate::inspect::Sink, max_pages: usize) {
-    arena::for_each(&mut |_, a| {
-        // SAFETY: `a` is locked by for_each until this closure returns, and
-        // the marks are cleared before it does.
-        unsafe { tcache::mark_entries_of(a, true) };
-        // SAFETY: a temporary handle over a locked arena, never dropped.
-        let h = core::mem::ManuallyDrop::new(unsafe { Heap::from_raw(a) });
-        h.write_snapshot(sink, max_pages);
-        // SAFETY: as above.
-        unsafe { tcache::mark_entries_of(a, false) };
-    });
 }
 
 /// Fork support: call before `fork`. The allocator registers these three
@@ -545,8 +342,7 @@ pub fn fork_parent() {
 
 /// Fork support: call in the child after `fork`.
 pub fn fork_child() {
-    let mine = tcache::with(|tc| tc.arena);
-    arena::fork_child(mine);
+    arena::fork_child();
 }
 
 /// Empties the calling thread's cache into the arenas (it refills on the

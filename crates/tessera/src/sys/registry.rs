@@ -17,9 +17,13 @@
 //! Both are lock-free: bits are set and cleared with atomic read-modify-write
 //! operations; leaves are published with a compare-exchange.
 
-use crate::segment::SEGMENT_SIZE;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+/// Size and alignment of every segment reservation: 64 MiB, like glibc's
+/// HEAP_MAX_SIZE for non-main arenas. The registry's unit, so it is
+/// defined here; `heap::segment` lays segments out.
+pub const SEGMENT_SIZE: usize = 64 << 20;
 
 /// User-space virtual addresses on x86-64 Linux stay below 2^47 unless a
 /// program asks for more with an explicit hint.
