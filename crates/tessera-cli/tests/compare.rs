@@ -64,6 +64,14 @@ fn the_glibc_child_walks_tcache_and_bins() {
     for i in 0..8 {
         line(format!("free {:#x}", 0x1000 + 0x10 * i));
     }
+    // Eight 32-byte chunks freed: seven fill tcache bin 0, the eighth
+    // goes to fastbin 0 (alone there: its fd, demangled, is null).
+    for i in 0..8 {
+        line(format!("malloc 24 {:#x}", 0x3000 + 0x10 * i));
+    }
+    for i in 0..8 {
+        line(format!("free {:#x}", 0x3000 + 0x10 * i));
+    }
     let t = Trace::parse(&text).unwrap();
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tessera"));
     let (header, steps) = glibc::run_child(exe, &t).unwrap();
@@ -75,7 +83,9 @@ fn the_glibc_child_walks_tcache_and_bins() {
         "{:?}",
         steps[0].picture.chunks
     );
-    let last = &steps.last().unwrap().picture;
+    // After the big frees (3 + 18 mallocs, 2 + 8 frees), before the
+    // small chunks, which glibc carves from the unsorted chunk.
+    let last = &steps[31].picture;
     let first = &last.chunks[0];
     assert_eq!(first.kind, Kind::TcacheStruct);
     assert_eq!(last.base, first.end());
@@ -137,6 +147,23 @@ fn the_glibc_child_walks_tcache_and_bins() {
     }
     let top = last.chunks.iter().filter(|c| c.kind == Kind::Top).count();
     assert_eq!(top, 1);
+    let last = &steps.last().unwrap().picture;
+    let small: Vec<&tessera_compare::model::Chunk> =
+        last.chunks.iter().filter(|c| c.size == 32).collect();
+    assert_eq!(
+        small.iter().filter(|c| c.kind == Kind::Tcache(0)).count(),
+        7
+    );
+    let fast: Vec<_> = small
+        .iter()
+        .filter(|c| c.kind == Kind::Fastbin(0))
+        .collect();
+    assert_eq!(fast.len(), 1, "{small:?}");
+    assert_eq!(fast[0].links[0].name, "fd");
+    assert_eq!(
+        fast[0].links[0].value, 0,
+        "a lone fastbin chunk's fd demangles to null"
+    );
 }
 
 #[test]
