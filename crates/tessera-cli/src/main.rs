@@ -3,11 +3,13 @@
 //! a self-contained HTML explorer.
 //!
 //! Subcommands: `tour` (the built-in demo), `replay` (a trace), `art` (a
-//! snapshot), `run` (any program under libtessera.so). Errors print one
+//! snapshot), `run` (any program under libtessera.so), `compare` (a trace
+//! in Tessera, dlmalloc 2.8.6 and glibc side by side). Errors print one
 //! line naming the file, the line and the problem, and exit with status 1.
 
 mod art;
 mod common;
+mod compare;
 mod replay;
 mod run;
 mod tour;
@@ -16,6 +18,52 @@ use clap::{Parser, Subcommand};
 use common::{ColorWhen, PageArg};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The command's own allocations go to Tessera: dogfooding, and the glibc
+/// child of `tessera compare` (this binary, run as `glibc-replay`) must
+/// leave glibc's heap to the trace it replays.
+#[global_allocator]
+static ALLOCATOR: tessera::Tessera = tessera::Tessera;
+
+/// `tessera glibc-replay` runs before Rust's runtime starts: glibc calls
+/// the `.init_array` entries of the program with `argc, argv, envp`
+/// before `main`, and Rust's start-up would otherwise use glibc's malloc
+/// (its main-thread stack guard reads /proc/self/maps through stdio),
+/// leaving chunks in the heap the child is to show.
+#[used]
+#[link_section = ".init_array"]
+static GLIBC_CHILD: extern "C" fn(
+    libc::c_int,
+    *const *const libc::c_char,
+    *const *const libc::c_char,
+) = glibc_child_entry;
+
+extern "C" fn glibc_child_entry(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    _envp: *const *const libc::c_char,
+) {
+    if argc != 2 || argv.is_null() {
+        return;
+    }
+    // SAFETY: glibc passes the program's argv: argc valid C strings.
+    let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(1)) };
+    if arg.to_bytes() != b"glibc-replay" {
+        return;
+    }
+    let code = match compare::glibc_child() {
+        Ok(_) => 0,
+        Err(msg) => {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("tessera: {msg}\n").as_bytes(),
+            );
+            1
+        }
+    };
+    // SAFETY: ends the process without running Rust's runtime at all.
+    unsafe { libc::_exit(code) }
+}
 
 /// See the heap: Tessera's chunks drawn byte by byte.
 ///
@@ -53,6 +101,38 @@ enum Cmd {
     Run(RunArgs),
     /// Draws a page of a saved snapshot (TESSERA_SNAPSHOT output).
     Art(ArtArgs),
+    /// One trace in three heaps: Tessera, dlmalloc 2.8.6 (the dlmalloc
+    /// crate) and glibc's malloc, drawn side by side step by step, with
+    /// their differences marked.
+    ///
+    /// Without a trace, replays the tour's program. Also writes the
+    /// comparison as an HTML page (tessera-compare.html).
+    Compare(CompareArgs),
+    /// (Internal: the glibc side of `compare`, reading a trace on stdin.)
+    #[command(hide = true)]
+    GlibcReplay,
+}
+
+/// Arguments of `tessera compare`.
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// The trace (TESSERA_TRACE output); default: the tour's program.
+    pub trace: Option<PathBuf>,
+    /// Where to write the HTML page.
+    #[arg(long, value_name = "FILE", default_value = "tessera-compare.html")]
+    pub html: PathBuf,
+    /// Do not write the HTML page.
+    #[arg(long)]
+    pub no_html: bool,
+    /// Show only this step (0 = the fresh heaps).
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
+    /// Compare at most this many steps of the trace.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub steps: usize,
+    /// Leave glibc out (no child process).
+    #[arg(long)]
+    pub no_glibc: bool,
 }
 
 /// Arguments of `tessera tour`.
@@ -154,6 +234,8 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => replay::run(&a, style),
         Cmd::Art(a) => art::run(&a, style),
         Cmd::Run(a) => run::run(&a),
+        Cmd::Compare(a) => compare::run(&a, style),
+        Cmd::GlibcReplay => compare::glibc_child(),
     };
     match result {
         Ok(code) => code,

@@ -51,6 +51,9 @@ pub fn run(args: &TourArgs, style: Style) -> Result<ExitCode, String> {
     }
     if args.step.is_none() {
         o.push_str(&finale(&film, style, args.full));
+        out(&o);
+        o.clear();
+        o.push_str(&chapter(style));
     }
     if !args.no_html {
         write_file(&args.html, &html::explorer(&film))?;
@@ -89,6 +92,45 @@ fn fresh_heap(film: &tessera_viz::film::Film, style: Style, full: bool) -> Strin
     o.push_str(&text::title(page, &opts));
     o.push('\n');
     o.push_str(&text::grid(page, &opts, style));
+    o
+}
+
+const CHAPTER: &str = "\
+Last chapter: the same five calls in three allocators.
+
+Tessera follows dlmalloc 2.8.6; glibc's malloc (ptmalloc2) grew from an
+older dlmalloc. Here five calls run in Tessera's heap, in the real dlmalloc
+2.8.6 (the dlmalloc crate) and in glibc's malloc (in a child process), each
+heap walked from memory after every call (`tessera compare` does this for
+any trace). Offsets count from each heap's first chunk.
+";
+
+/// The chapter: five calls in Tessera, dlmalloc and glibc.
+fn chapter(style: Style) -> String {
+    let t = tour::compare_trace();
+    let notes = tour::explanations(tour::COMPARE_TRACE);
+    let lines = t.lines.clone();
+    let explain = move |k: usize| notes.get(lines.get(k.checked_sub(1)?)?).cloned();
+    let exe = std::env::current_exe().ok();
+    let mut o = format!("━━ last chapter {}\n{CHAPTER}\n", "━".repeat(62));
+    match tessera_compare::film::runs(&t, t.records.len(), exe.as_deref()) {
+        Ok((runs, missing)) => {
+            let c = tessera_compare::film::compare(
+                "the tour's last chapter",
+                &t,
+                &runs,
+                missing,
+                &explain,
+            );
+            o.push_str(&tessera_compare::text::intro(&c));
+            o.push('\n');
+            for k in 1..c.steps.len() {
+                o.push_str(&tessera_compare::text::frame(&c, k, style, false));
+                o.push('\n');
+            }
+        }
+        Err(e) => o.push_str(&format!("(the comparison failed: {e})\n")),
+    }
     o
 }
 

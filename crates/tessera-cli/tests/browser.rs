@@ -78,6 +78,24 @@ fn self_test(browser: &Path, profile: &Path, page: &Path) -> String {
     dom[start + 19..end].to_owned()
 }
 
+fn assert_compare_passed(report: &str) {
+    println!("comparison page:\n{report}");
+    assert!(
+        report.contains("DONE") && report.contains(" 0 failed") && !report.contains("FAIL"),
+        "the comparison page's self-test did not pass:\n{report}"
+    );
+    for check in [
+        "PASS three heaps are drawn",
+        "PASS each grid has 128 rows x 32 cells numbered 0..4095",
+        "PASS moving the slider changes all three grids",
+        "PASS differences are marked (chunk rows, bytes and the step's list)",
+        "PASS glibc's tcache is drawn",
+        "PASS no javascript errors",
+    ] {
+        assert!(report.contains(check), "missing `{check}`:\n{report}");
+    }
+}
+
 fn assert_passed(report: &str, what: &str) {
     println!("{what}:\n{report}");
     assert!(
@@ -151,5 +169,15 @@ fn the_explorer_works_in_headless_chromium() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(png.len() > 20_000, "suspiciously small screenshot");
     println!("screenshot: {}", shot.display());
+
+    // The comparison of three heaps (glibc's needs a known glibc, as CI's).
+    let cmp = dir.join("compare.html");
+    let o = tessera()
+        .args(["compare", "--color", "never", "--html"])
+        .arg(&cmp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_compare_passed(&self_test(&browser, &profile, &cmp));
     let _ = std::fs::remove_dir_all(&profile);
 }

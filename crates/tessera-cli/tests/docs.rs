@@ -2,7 +2,8 @@
 //! `<!-- grid: NAME -->` ... `<!-- /grid -->` block is produced by the
 //! snippet of that name below, from the tour's replay.
 //!
-//! Regenerate them (and docs/img/explorer.png, when chromium is installed):
+//! Regenerate them (and docs/img/explorer.png and docs/img/compare.png,
+//! when chromium is installed):
 //! `cargo test -p tessera-cli --test docs -- --ignored`
 
 mod common;
@@ -208,7 +209,7 @@ fn every_grid_in_the_structures_doc_has_a_snippet() {
 }
 
 #[test]
-#[ignore = "rewrites docs/structures.md and docs/img/explorer.png"]
+#[ignore = "rewrites docs/structures.md, docs/img/explorer.png and docs/img/compare.png"]
 fn regenerate_docs() {
     let f = tour::film(true).unwrap();
     let doc = std::fs::read_to_string(doc_path()).unwrap();
@@ -247,6 +248,39 @@ fn regenerate_docs() {
                 "file://{}#step=17&hover=1400&pin=1400",
                 html.display()
             )),
+        Duration::from_secs(90),
+    );
+    assert!(shot.is_file(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The README's screenshot of the comparison: free(y), where Tessera
+    // and dlmalloc merge three chunks and glibc keeps them in its tcache.
+    let cmp = dir.join("compare.html");
+    assert!(tessera()
+        .args(["compare", "--color", "never", "--html"])
+        .arg(&cmp)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let shot = workspace().join("docs/img/compare.png");
+    let browser = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let o = run_with_timeout(
+        std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                "--window-size=1500,1000",
+            ])
+            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(format!("file://{}#step=16&hover=2:940", cmp.display())),
         Duration::from_secs(90),
     );
     assert!(shot.is_file(), "{}", String::from_utf8_lossy(&o.stderr));

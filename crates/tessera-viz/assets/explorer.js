@@ -106,6 +106,7 @@
   function legend() {
     var html = "";
     ROLES.forEach(function (r) {
+      if (r.foreign) return;
       html += '<span title="' + esc(r.meaning) + '"><span class="sw r-' + r.css + '">' + esc(r.glyph) + "</span>" + esc(r.name) + "</span>";
     });
     $("legend").innerHTML = html;

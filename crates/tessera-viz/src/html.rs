@@ -11,16 +11,20 @@
 //! test) and writes PASS/FAIL lines into `<pre id="selftest">`.
 
 use crate::bins::{Bins, Histogram};
-use crate::film::Film;
+use crate::film::{Film, FramePage};
 use crate::json;
 use crate::page::PageView;
-use crate::role::LEGEND;
-use std::collections::HashMap;
+use crate::role;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::rc::Rc;
 
 const TEMPLATE: &str = include_str!("../assets/explorer.html");
 const STYLE: &str = include_str!("../assets/explorer.css");
+
+/// The explorer's style sheet (the grid, the role colours), for other
+/// pages that draw grids (the comparison of `tessera compare`).
+pub const EXPLORER_CSS: &str = STYLE;
 const SCRIPT: &str = include_str!("../assets/explorer.js");
 
 /// Roles of a page as runs: `A64B688...`, the letter being the role's
@@ -67,7 +71,11 @@ impl Rows {
         json::string(&mut out, &c.head_text());
         out.push_str(",\"kind\":");
         json::string(&mut out, &c.kind_text());
-        let _ = write!(out, ",\"free\":{}", c.info.kind.is_free());
+        let _ = write!(out, ",\"free\":{}", c.is_free());
+        if let Some(note) = c.label.as_ref().and_then(|l| l.note.as_ref()) {
+            out.push_str(",\"note\":");
+            json::string(&mut out, note);
+        }
         match c.requested {
             Some(r) => {
                 let _ = write!(out, ",\"req\":{r}");
@@ -238,65 +246,138 @@ fn hist_json(out: &mut String, h: &Histogram) {
     out.push(']');
 }
 
+/// The roles of the grids as JSON objects (name, glyph, CSS class,
+/// meaning, free, foreign), indexed as [`crate::ByteRole::index`].
+pub fn roles_json(out: &mut String) {
+    out.push('[');
+    for (i, r) in role::all().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        json::string(out, r.name());
+        out.push_str(",\"glyph\":");
+        json::string(out, &r.glyph().to_string());
+        out.push_str(",\"css\":");
+        json::string(out, r.css());
+        out.push_str(",\"meaning\":");
+        json::string(out, r.meaning());
+        let _ = write!(
+            out,
+            ",\"free\":{},\"foreign\":{}}}",
+            r.is_free(),
+            r.is_foreign()
+        );
+    }
+    out.push(']');
+}
+
+/// The page versions a sequence of frames shows, written once each (a
+/// version as a patch to the one before it), and the chunk rows they
+/// list, interned: the tables the explorer's script decodes.
+pub struct PageTable {
+    ids: HashMap<*const PageView, usize>,
+    pages: String,
+    rows: Rows,
+}
+
+impl PageTable {
+    /// The table of every page view in `frames` (each frame's pages).
+    pub fn new<'a>(frames: impl IntoIterator<Item = &'a BTreeMap<usize, FramePage>>) -> PageTable {
+        let mut ids: HashMap<*const PageView, usize> = HashMap::new();
+        let mut views: Vec<Rc<PageView>> = Vec::new();
+        for f in frames {
+            for p in f.values() {
+                let key = Rc::as_ptr(&p.view);
+                if let std::collections::hash_map::Entry::Vacant(e) = ids.entry(key) {
+                    e.insert(views.len());
+                    views.push(p.view.clone());
+                }
+            }
+        }
+        let mut out = String::new();
+        let mut rows = Rows::default();
+        // The latest version written of each page: (id, bytes).
+        let mut last: HashMap<usize, (usize, Vec<u8>)> = HashMap::new();
+        for (i, v) in views.iter().enumerate() {
+            if i > 0 {
+                out.push_str(",\n");
+            }
+            let base = last.get(&v.addr).map(|(id, b)| (*id, b.as_slice()));
+            page_json(&mut out, v, base, &mut rows);
+            match bytes_of(v) {
+                Some(b) => {
+                    last.insert(v.addr, (i, b));
+                }
+                None => {
+                    last.remove(&v.addr);
+                }
+            }
+        }
+        PageTable {
+            ids,
+            pages: out,
+            rows,
+        }
+    }
+
+    /// `"pages":[...],"chunkrows":[...]`.
+    pub fn write_tables(&self, out: &mut String) {
+        out.push_str("\"pages\":[");
+        out.push_str(&self.pages);
+        out.push_str("],\"chunkrows\":[");
+        for (i, r) in self.rows.json.iter().enumerate() {
+            if i > 0 {
+                out.push_str(",\n");
+            }
+            out.push_str(r);
+        }
+        out.push(']');
+    }
+
+    /// `"focus":..,"pages":{"0x..":id,..},"gone":[..]` of one frame.
+    pub fn write_frame(
+        &self,
+        out: &mut String,
+        focus: Option<usize>,
+        pages: &BTreeMap<usize, FramePage>,
+        gone: &[usize],
+    ) {
+        out.push_str("\"focus\":");
+        match focus {
+            Some(p) => json::addr(out, p),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"pages\":{");
+        for (k, (addr, p)) in pages.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            json::addr(out, *addr);
+            let _ = write!(out, ":{}", self.ids[&Rc::as_ptr(&p.view)]);
+        }
+        out.push_str("},\"gone\":[");
+        for (k, p) in gone.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            json::addr(out, *p);
+        }
+        out.push(']');
+    }
+}
+
 /// The film as the explorer's JSON data.
 pub fn data_json(film: &Film) -> String {
     let mut out = String::from("{\"title\":");
     json::string(&mut out, &film.title);
     let _ = write!(out, ",\"start\":{}", film.start);
-    out.push_str(",\"roles\":[");
-    for (i, r) in LEGEND.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"name\":");
-        json::string(&mut out, r.name());
-        out.push_str(",\"glyph\":");
-        json::string(&mut out, &r.glyph().to_string());
-        out.push_str(",\"css\":");
-        json::string(&mut out, r.css());
-        out.push_str(",\"meaning\":");
-        json::string(&mut out, r.meaning());
-        let _ = write!(out, ",\"free\":{}}}", r.is_free());
-    }
-    // Distinct page views, shared between frames.
-    let mut ids: HashMap<*const PageView, usize> = HashMap::new();
-    let mut pages: Vec<Rc<PageView>> = Vec::new();
-    for f in &film.frames {
-        for p in f.pages.values() {
-            let key = Rc::as_ptr(&p.view);
-            if let std::collections::hash_map::Entry::Vacant(e) = ids.entry(key) {
-                e.insert(pages.len());
-                pages.push(p.view.clone());
-            }
-        }
-    }
-    out.push_str("],\"pages\":[");
-    let mut rows = Rows::default();
-    // The latest version written of each page: (id, bytes).
-    let mut last: HashMap<usize, (usize, Vec<u8>)> = HashMap::new();
-    for (i, v) in pages.iter().enumerate() {
-        if i > 0 {
-            out.push_str(",\n");
-        }
-        let base = last.get(&v.addr).map(|(id, b)| (*id, b.as_slice()));
-        page_json(&mut out, v, base, &mut rows);
-        match bytes_of(v) {
-            Some(b) => {
-                last.insert(v.addr, (i, b));
-            }
-            None => {
-                last.remove(&v.addr);
-            }
-        }
-    }
-    out.push_str("],\"chunkrows\":[");
-    for (i, r) in rows.json.iter().enumerate() {
-        if i > 0 {
-            out.push_str(",\n");
-        }
-        out.push_str(r);
-    }
-    out.push_str("],\"frames\":[");
+    out.push_str(",\"roles\":");
+    roles_json(&mut out);
+    let table = PageTable::new(film.frames.iter().map(|f| &f.pages));
+    out.push(',');
+    table.write_tables(&mut out);
+    out.push_str(",\"frames\":[");
     for (i, f) in film.frames.iter().enumerate() {
         if i > 0 {
             out.push_str(",\n");
@@ -305,27 +386,9 @@ pub fn data_json(film: &Film) -> String {
         json::string(&mut out, &f.title);
         out.push_str(",\"note\":");
         json::string(&mut out, &f.note);
-        out.push_str(",\"focus\":");
-        match f.focus {
-            Some(p) => json::addr(&mut out, p),
-            None => out.push_str("null"),
-        }
-        out.push_str(",\"pages\":{");
-        for (k, (addr, p)) in f.pages.iter().enumerate() {
-            if k > 0 {
-                out.push(',');
-            }
-            json::addr(&mut out, *addr);
-            let _ = write!(out, ":{}", ids[&Rc::as_ptr(&p.view)]);
-        }
-        out.push_str("},\"gone\":[");
-        for (k, p) in f.gone.iter().enumerate() {
-            if k > 0 {
-                out.push(',');
-            }
-            json::addr(&mut out, *p);
-        }
-        out.push_str("],\"bins\":");
+        out.push(',');
+        table.write_frame(&mut out, f.focus, &f.pages, &f.gone);
+        out.push_str(",\"bins\":");
         bins_json(&mut out, &f.bins);
         out.push_str(",\"hist\":");
         hist_json(&mut out, &f.hist);
@@ -335,7 +398,8 @@ pub fn data_json(film: &Film) -> String {
     out
 }
 
-fn escape_html(s: &str) -> String {
+/// `s` with `&`, `<`, `>` and `"` escaped for HTML text and attributes.
+pub fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -344,7 +408,7 @@ fn escape_html(s: &str) -> String {
 
 /// Replaces each marker of `template` by its value in one left-to-right
 /// pass: inserted values are never scanned again.
-fn fill(template: &str, subs: &[(&str, &str)]) -> String {
+pub fn fill(template: &str, subs: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     loop {

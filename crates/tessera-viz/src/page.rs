@@ -61,17 +61,99 @@ pub struct ChunkRow {
     pub requested: Option<usize>,
     /// The link fields of a free chunk in a bin, if their bytes were captured.
     pub fields: Vec<Field>,
+    /// How another allocator's walker describes the chunk (the comparison
+    /// of `tessera compare`); None for Tessera's own chunks, which the
+    /// core's kinds and head describe.
+    pub label: Option<Label>,
+}
+
+/// Another allocator's words for a chunk: its place, its head decoded
+/// with that allocator's flag bits, and a difference to point out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    /// Where the chunk is kept (`tcache bin 1 (48 B)`, `fastbin 0`, ...).
+    pub kind: String,
+    /// The head word decoded (`0x31 = 48 | PREV_INUSE`).
+    pub head: String,
+    /// Is it free from the program's point of view?
+    pub free: bool,
+    /// A difference from the other heaps of a comparison, if any.
+    pub note: Option<String>,
 }
 
 impl ChunkRow {
     /// The head decoded by the core's `Debug` (e.g. `0x33 = 48 | P | C`).
     pub fn head_text(&self) -> String {
-        head_text(self.info.head)
+        match &self.label {
+            Some(l) => l.head.clone(),
+            None => head_text(self.info.head),
+        }
     }
 
     /// Where the chunk is kept, in words.
     pub fn kind_text(&self) -> String {
-        kind_text(self.info.kind)
+        match &self.label {
+            Some(l) => l.kind.clone(),
+            None => kind_text(self.info.kind),
+        }
+    }
+
+    /// Is the chunk free (to the program)?
+    pub fn is_free(&self) -> bool {
+        match &self.label {
+            Some(l) => l.free,
+            None => self.info.kind.is_free(),
+        }
+    }
+}
+
+/// A chunk that another allocator's walker reported, as the grid draws
+/// it: the byte roles of its body and its link fields are given, not
+/// derived from a Tessera [`ChunkKind`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drawn {
+    /// Address, size and raw head; `kind` is the nearest Tessera kind
+    /// (in use, a bin, top, fencepost), used where text needs one.
+    pub info: ChunkInfo,
+    /// The walker's words for it.
+    pub label: Label,
+    /// Byte ranges past the 16-byte header with their roles:
+    /// `(offset, length, role)`.
+    pub roles: Vec<(usize, usize, ByteRole)>,
+    /// The role of the remaining bytes past the header.
+    pub body: ByteRole,
+    /// The whole chunk is one role (fenceposts, a segment's foot).
+    pub whole: Option<ByteRole>,
+    /// Link fields to list, with their values.
+    pub fields: Vec<Field>,
+    /// What the program asked for, if known.
+    pub requested: Option<usize>,
+}
+
+impl Drawn {
+    /// The role of the byte `offset` bytes into the chunk.
+    pub fn role_at(&self, offset: usize) -> ByteRole {
+        if let Some(r) = self.whole {
+            return r;
+        }
+        match offset {
+            0..=7 => return ByteRole::Core(Role::PrevFoot),
+            8..=15 => return ByteRole::Core(Role::Head),
+            _ => {}
+        }
+        for &(at, len, role) in &self.roles {
+            if offset >= at && offset < at + len {
+                return role;
+            }
+        }
+        if self.body == ByteRole::Core(Role::Payload) {
+            if let Some(r) = self.requested {
+                if offset >= MEM_OFFSET + r {
+                    return ByteRole::Slack;
+                }
+            }
+        }
+        self.body
     }
 }
 
@@ -166,6 +248,8 @@ pub struct PageView {
     pub has_bytes: bool,
     /// The heap state's address range (to name links that point into it).
     pub state: (usize, usize),
+    /// What links into that range are called (`state`, `main_arena`).
+    pub state_name: &'static str,
 }
 
 impl PageView {
@@ -208,6 +292,7 @@ impl PageView {
                 cell: c.addr as isize - page as isize,
                 requested: req.and_then(|m| m.get(&c.mem()).copied()),
                 fields,
+                label: None,
             });
         }
         for (i, cell) in cells.iter_mut().enumerate() {
@@ -221,6 +306,60 @@ impl PageView {
             chunks,
             has_bytes: bytes.is_some(),
             state: (snap.heap.state, snap.heap.state + snap.heap.state_size),
+            state_name: "state",
+        }
+    }
+
+    /// The view of the page at `page` of a heap that another allocator's
+    /// walker described: `chunks` sorted by address (those not touching the
+    /// page are skipped), `outside` the role of bytes no chunk covers,
+    /// `state` the range (and name) of the allocator's own bookkeeping that
+    /// links may point into.
+    pub fn from_drawn(
+        page: usize,
+        bytes: Option<&[u8; PAGE]>,
+        chunks: &[Drawn],
+        outside: &dyn Fn(usize) -> ByteRole,
+        state: (usize, usize),
+        state_name: &'static str,
+    ) -> PageView {
+        let page = page_of(page);
+        let mut cells: Vec<Cell> = (0..PAGE)
+            .map(|i| Cell {
+                role: outside(page + i),
+                value: bytes.map(|b| b[i]),
+                chunk: None,
+            })
+            .collect();
+        let lo = chunks.partition_point(|c| c.info.addr + c.info.size <= page);
+        let mut rows = Vec::new();
+        for c in chunks[lo..]
+            .iter()
+            .take_while(|c| c.info.addr < page + PAGE)
+        {
+            let n = rows.len() as u16;
+            let from = c.info.addr.max(page);
+            let to = (c.info.addr + c.info.size).min(page + PAGE);
+            for a in from..to {
+                let cell = &mut cells[a - page];
+                cell.role = c.role_at(a - c.info.addr);
+                cell.chunk = Some(n);
+            }
+            rows.push(ChunkRow {
+                info: c.info,
+                cell: c.info.addr as isize - page as isize,
+                requested: c.requested,
+                fields: c.fields.clone(),
+                label: Some(c.label.clone()),
+            });
+        }
+        PageView {
+            addr: page,
+            cells,
+            chunks: rows,
+            has_bytes: bytes.is_some(),
+            state,
+            state_name,
         }
     }
 
@@ -258,7 +397,7 @@ impl PageView {
         if v == 0 {
             "null".into()
         } else if v >= self.state.0 && v < self.state.1 {
-            format!("state+{:#x}", v - self.state.0)
+            format!("{}+{:#x}", self.state_name, v - self.state.0)
         } else if v >= self.addr && v < self.addr + PAGE {
             format!("@{}", v - self.addr)
         } else {

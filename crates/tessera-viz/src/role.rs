@@ -14,10 +14,19 @@ pub enum ByteRole {
     Core(Role),
     /// Usable bytes of an in-use chunk beyond the requested size.
     Slack,
+    /// glibc: the `key` word of a chunk in a thread cache (tcache).
+    Key,
+    /// glibc: a large-bin chunk's link to the next smaller size.
+    FdNextsize,
+    /// glibc: a large-bin chunk's link to the next larger size.
+    BkNextsize,
+    /// glibc: the body of the `tcache_perthread_struct` (counts and list
+    /// heads of the thread cache), a chunk at the start of the heap.
+    Tcache,
 }
 
-/// Every role in legend order (the order of [`Role::ALL`], with slack after
-/// payload).
+/// Every role Tessera's own heaps show, in legend order (the order of
+/// [`Role::ALL`], with slack after payload).
 pub const LEGEND: [ByteRole; 18] = [
     ByteRole::Core(Role::SegmentRecord),
     ByteRole::Core(Role::HeapState),
@@ -39,12 +48,30 @@ pub const LEGEND: [ByteRole; 18] = [
     ByteRole::Core(Role::Outside),
 ];
 
+/// Roles only other allocators' heaps show (the comparison with glibc).
+pub const FOREIGN: [ByteRole; 4] = [
+    ByteRole::Key,
+    ByteRole::FdNextsize,
+    ByteRole::BkNextsize,
+    ByteRole::Tcache,
+];
+
+/// [`LEGEND`] then [`FOREIGN`]: every role; [`ByteRole::index`] is the
+/// position here.
+pub fn all() -> impl Iterator<Item = ByteRole> {
+    LEGEND.iter().chain(FOREIGN.iter()).copied()
+}
+
 impl ByteRole {
     /// The name shown in legends and tooltips (dlmalloc's field names).
     pub fn name(self) -> &'static str {
         match self {
             ByteRole::Core(r) => r.name(),
             ByteRole::Slack => "slack",
+            ByteRole::Key => "key",
+            ByteRole::FdNextsize => "fd_nextsize",
+            ByteRole::BkNextsize => "bk_nextsize",
+            ByteRole::Tcache => "tcache struct",
         }
     }
 
@@ -53,6 +80,10 @@ impl ByteRole {
     pub fn glyph(self) -> char {
         match self {
             ByteRole::Slack => '~',
+            ByteRole::Key => 'k',
+            ByteRole::FdNextsize => '<',
+            ByteRole::BkNextsize => '>',
+            ByteRole::Tcache => 'T',
             ByteRole::Core(r) => match r {
                 Role::SegmentRecord => 'S',
                 Role::HeapState => 'M',
@@ -79,6 +110,10 @@ impl ByteRole {
     pub fn meaning(self) -> &'static str {
         match self {
             ByteRole::Slack => "usable bytes past the request",
+            ByteRole::Key => "tcache: marks the chunk as cached (catches double frees)",
+            ByteRole::FdNextsize => "large bin: next smaller size's first chunk",
+            ByteRole::BkNextsize => "large bin: next larger size's first chunk",
+            ByteRole::Tcache => "tcache_perthread_struct: counts and list heads",
             ByteRole::Core(r) => match r {
                 Role::SegmentRecord => "segment record (at the segment's base)",
                 Role::HeapState => "heap state: bins, maps, dv, top",
@@ -105,6 +140,9 @@ impl ByteRole {
     pub fn is_free(self) -> bool {
         matches!(
             self,
+            ByteRole::Key | ByteRole::FdNextsize | ByteRole::BkNextsize
+        ) || matches!(
+            self,
             ByteRole::Core(
                 Role::Fd
                     | Role::Bk
@@ -119,18 +157,26 @@ impl ByteRole {
         )
     }
 
-    /// Stable index (position in [`LEGEND`]), used by the HTML page.
+    /// Stable index (position in [`all`]), used by the HTML pages.
     pub fn index(self) -> usize {
-        LEGEND
-            .iter()
-            .position(|&r| r == self)
+        all()
+            .position(|r| r == self)
             .expect("every role is in the legend")
+    }
+
+    /// Does only another allocator's heap show this role?
+    pub fn is_foreign(self) -> bool {
+        FOREIGN.contains(&self)
     }
 
     /// CSS class suffix for the HTML page.
     pub fn css(self) -> &'static str {
         match self {
             ByteRole::Slack => "slack",
+            ByteRole::Key => "key",
+            ByteRole::FdNextsize => "fdns",
+            ByteRole::BkNextsize => "bkns",
+            ByteRole::Tcache => "tcache",
             ByteRole::Core(r) => match r {
                 Role::SegmentRecord => "seg",
                 Role::HeapState => "state",
@@ -158,6 +204,10 @@ impl ByteRole {
     pub fn ansi(self) -> (u8, u8) {
         match self {
             ByteRole::Slack => (94, 223),
+            ByteRole::Key => (22, 186),
+            ByteRole::FdNextsize => (17, 117),
+            ByteRole::BkNextsize => (17, 147),
+            ByteRole::Tcache => (231, 96),
             ByteRole::Core(r) => match r {
                 Role::SegmentRecord => (231, 90),
                 Role::HeapState => (225, 54),
@@ -206,14 +256,16 @@ mod tests {
 
     #[test]
     fn glyphs_css_and_colours_are_distinct() {
-        let glyphs: HashSet<char> = LEGEND.iter().map(|r| r.glyph()).collect();
-        assert_eq!(glyphs.len(), LEGEND.len());
-        let css: HashSet<&str> = LEGEND.iter().map(|r| r.css()).collect();
-        assert_eq!(css.len(), LEGEND.len());
-        let bg: HashSet<u8> = LEGEND.iter().map(|r| r.ansi().1).collect();
-        assert_eq!(bg.len(), LEGEND.len());
-        for (i, r) in LEGEND.iter().enumerate() {
+        let n = LEGEND.len() + FOREIGN.len();
+        let glyphs: HashSet<char> = all().map(|r| r.glyph()).collect();
+        assert_eq!(glyphs.len(), n);
+        let css: HashSet<&str> = all().map(|r| r.css()).collect();
+        assert_eq!(css.len(), n);
+        let bg: HashSet<u8> = all().map(|r| r.ansi().1).collect();
+        assert_eq!(bg.len(), n);
+        for (i, r) in all().enumerate() {
             assert_eq!(r.index(), i);
+            assert_eq!(r.is_foreign(), i >= LEGEND.len());
         }
     }
 }

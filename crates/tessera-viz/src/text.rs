@@ -14,7 +14,7 @@
 //! "changes" grid to the right shows only the bytes a step changed.
 
 use crate::page::{ChunkRow, PageView, COLS, ROWS};
-use crate::role::{ByteRole, LEGEND};
+use crate::role::{self, ByteRole, LEGEND};
 use std::fmt::Write;
 use tessera::inspect::{ChunkKind, Role};
 
@@ -266,9 +266,7 @@ pub fn full_legend(style: Style) -> String {
 
 /// The legend of the roles present in `view`.
 pub fn legend(view: &PageView, style: Style) -> String {
-    let present: Vec<ByteRole> = LEGEND
-        .iter()
-        .copied()
+    let present: Vec<ByteRole> = role::all()
         .filter(|r| view.cells.iter().any(|c| c.role == *r))
         .collect();
     legend_of(&present, style)

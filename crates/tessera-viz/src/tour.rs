@@ -17,6 +17,17 @@ use tessera::inspect::trace::{Event, Trace, TraceError};
 /// The demo trace.
 pub const TRACE: &str = include_str!("tour.trace");
 
+/// The last chapter's trace: five calls that `tessera tour` replays into
+/// Tessera, dlmalloc 2.8.6 and glibc's malloc side by side (the
+/// comparison itself is `tessera_compare`'s), with the one place glibc
+/// differs (its thread cache keeps freed chunks unmerged) explained.
+pub const COMPARE_TRACE: &str = include_str!("tour-compare.trace");
+
+/// The chapter's trace, parsed.
+pub fn compare_trace() -> Trace {
+    Trace::parse(COMPARE_TRACE).expect("the built-in chapter trace parses (tested)")
+}
+
 /// The demo trace, parsed.
 pub fn trace() -> Trace {
     Trace::parse(TRACE).expect("the built-in tour trace parses (tested)")
