@@ -27,7 +27,7 @@ pub enum ByteRole {
 
 /// Every role Tessera's own heaps show, in legend order (the order of
 /// [`Role::ALL`], with slack after payload).
-pub const LEGEND: [ByteRole; 18] = [
+pub const LEGEND: [ByteRole; 19] = [
     ByteRole::Core(Role::SegmentRecord),
     ByteRole::Core(Role::HeapState),
     ByteRole::Core(Role::MmapHeader),
@@ -42,6 +42,7 @@ pub const LEGEND: [ByteRole; 18] = [
     ByteRole::Core(Role::Parent),
     ByteRole::Core(Role::Index),
     ByteRole::Core(Role::Free),
+    ByteRole::Core(Role::Purged),
     ByteRole::Core(Role::Dv),
     ByteRole::Core(Role::Top),
     ByteRole::Core(Role::Fencepost),
@@ -98,6 +99,7 @@ impl ByteRole {
                 Role::Parent => '^',
                 Role::Index => 'i',
                 Role::Free => '.',
+                Role::Purged => ',',
                 Role::Dv => ':',
                 Role::Top => '_',
                 Role::Fencepost => 'F',
@@ -128,6 +130,7 @@ impl ByteRole {
                 Role::Parent => "tree: parent node (or the bin's root slot)",
                 Role::Index => "tree: the chunk's tree bin",
                 Role::Free => "unused bytes of a free chunk",
+                Role::Purged => "a purged free chunk's pages: returned to the OS",
                 Role::Dv => "the designated victim's bytes",
                 Role::Top => "top: the free space at the segment's end",
                 Role::Fencepost => "ends a segment or a mapping",
@@ -151,6 +154,7 @@ impl ByteRole {
                     | Role::Parent
                     | Role::Index
                     | Role::Free
+                    | Role::Purged
                     | Role::Dv
                     | Role::Top
             )
@@ -191,6 +195,7 @@ impl ByteRole {
                 Role::Parent => "parent",
                 Role::Index => "index",
                 Role::Free => "free",
+                Role::Purged => "purged",
                 Role::Dv => "dv",
                 Role::Top => "top",
                 Role::Fencepost => "fence",
@@ -222,6 +227,7 @@ impl ByteRole {
                 Role::Parent => (22, 78),
                 Role::Index => (22, 193),
                 Role::Free => (24, 153),
+                Role::Purged => (250, 236),
                 Role::Dv => (23, 116),
                 Role::Top => (65, 194),
                 Role::Fencepost => (231, 160),

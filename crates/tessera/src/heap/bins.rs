@@ -6,7 +6,7 @@
 //! here: the small bins (exact sizes below 256 bytes) and the tree bins
 //! (the rest) are below this file, `malloc` and `free` above it.
 
-use super::chunk::{Chunk, Head, TreeChunk, CHECKS};
+use super::chunk::{purgeable_bytes, Chunk, Head, TreeChunk, CHECKS};
 use super::smallbins::is_small;
 use super::state::State;
 use super::treebins::Unlinked;
@@ -54,6 +54,11 @@ impl<S: PageSource> State<S> {
             if is_small(size) {
                 self.small.unlink(p, size)
             } else {
+                if Chunk::head(p).flag4() {
+                    // A purged chunk leaves its bin: its pages are the
+                    // heap's to use (and dirty) again.
+                    self.purged -= purgeable_bytes(p as usize, size);
+                }
                 self.tree.unlink(TreeChunk::from_chunk(p)) == Unlinked::Ok
             }
         };

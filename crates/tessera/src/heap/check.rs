@@ -73,6 +73,8 @@ struct Tally {
     saw_dv: bool,
     /// Chunks with FLAG4 set (parked on a quick list).
     parked: usize,
+    /// Purgeable bytes of the purged free chunks.
+    purged: usize,
 }
 
 impl<S: PageSource> State<S> {
@@ -96,6 +98,7 @@ impl<S: PageSource> State<S> {
             saw_top: false,
             saw_dv: false,
             parked: 0,
+            purged: 0,
         };
         // SAFETY: every segment in the list is validated (registry, check
         // word, owner) before its chunks are read, and each chunk's size is
@@ -141,6 +144,12 @@ impl<S: PageSource> State<S> {
             self.check_small_bins(&tally)?;
             self.check_tree_bins(&tally)?;
             self.check_quick(tally.parked)?;
+            if tally.purged != self.purged {
+                return fail(
+                    self.purged,
+                    "purged counts the purgeable bytes of the purged chunks",
+                );
+            }
             let direct = self.check_direct()?;
             if self.footprint != tally.committed + direct {
                 return fail(
@@ -202,8 +211,8 @@ impl<S: PageSource> State<S> {
                     if seg != self.top_seg || next != fence {
                         return fail(p, "top is the last chunk of the top segment");
                     }
-                    if size != self.topsize || head.cinuse() {
-                        return fail(p, "top is free and its size is topsize");
+                    if size != self.topsize || head.cinuse() || head.flag4() {
+                        return fail(p, "top is free, not purged, and its size is topsize");
                     }
                 } else if !head.cinuse() {
                     if !prev_inuse {
@@ -217,6 +226,15 @@ impl<S: PageSource> State<S> {
                     }
                     if head.tag() != 0 {
                         return fail(p, "free chunks carry no tag");
+                    }
+                    if head.flag4() {
+                        // Purged: a tree-bin chunk (checked below) with
+                        // whole pages past its links.
+                        let bytes = crate::heap::chunk::purgeable_bytes(p as usize, size);
+                        if p == self.dv || is_small(size) || bytes == 0 {
+                            return fail(p, "a purged chunk is in a tree bin and has whole pages");
+                        }
+                        tally.purged += bytes;
                     }
                     if p == self.dv {
                         tally.saw_dv = true;

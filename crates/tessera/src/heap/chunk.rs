@@ -156,6 +156,12 @@ impl Head {
     /// chunk is cached, because the cache works without the arena lock,
     /// while another thread holding the lock may flip PINUSE in the same
     /// head word, and one of the two updates would be lost.
+    ///
+    /// In a *free* chunk (CINUSE clear, in a tree bin): the chunk is
+    /// **purged**: its whole pages past its header and links
+    /// ([`purgeable`]) were given back to the OS and read as zero (see
+    /// `crate::heap::free`, "Purging"). Every head write that makes a free
+    /// chunk anything else writes a fresh head and so clears it.
     pub const FLAG4: usize = 4;
     /// PINUSE | CINUSE.
     pub const INUSE_BITS: usize = Self::PINUSE | Self::CINUSE;
@@ -257,6 +263,33 @@ fn tag_keyed(mem: usize, size: usize, secret: usize) -> usize {
 fn tag_hash(mem: usize, tagged: usize, secret: usize) -> usize {
     (mem ^ tagged).wrapping_mul(secret) >> 1
 }
+
+/// The whole pages inside a free chunk at address `p` of `size` bytes that
+/// purging gives back to the OS, as `(start, end)`: from the first page
+/// boundary past its header and tree links to the last page boundary
+/// before its end (its boundary tag, the next chunk's `prev_foot`, lies
+/// beyond). `start == end` when it has no such page. Pages are the
+/// kernel's 4 KiB ones, whatever the page source says, so that snapshots
+/// can draw the range without knowing the source.
+#[inline]
+pub const fn purgeable(p: usize, size: usize) -> (usize, usize) {
+    let start = align_up(p + core::mem::size_of::<TreeChunk>(), PAGE);
+    let end = (p + size) & !(PAGE - 1);
+    if end > start {
+        (start, end)
+    } else {
+        (start, start)
+    }
+}
+
+/// Bytes of [`purgeable`].
+#[inline]
+pub const fn purgeable_bytes(p: usize, size: usize) -> usize {
+    let (start, end) = purgeable(p, size);
+    end - start
+}
+
+const PAGE: usize = crate::sys::os::PAGE_SIZE;
 
 /// Could `p` (non-null, read from heap memory) be a chunk of some Tessera
 /// heap? Checks alignment and the segment registry, reading nothing.

@@ -17,7 +17,7 @@
 //! was switched on keep doing so; the C library switches it on before the
 //! first allocation).
 
-use super::chunk::Chunk;
+use super::chunk::{purgeable_bytes, Chunk, Head};
 use super::smallbins::is_small;
 use super::state::State;
 use crate::sys::os::PageSource;
@@ -110,6 +110,12 @@ impl<S: PageSource> State<S> {
                         break;
                     }
                     if !head.cinuse() && p != self.top {
+                        if head.flag4() {
+                            // Filling touches a purged chunk's pages: it is
+                            // no longer purged.
+                            Chunk::set_head(p, head.0 & !Head::FLAG4);
+                            self.purged -= purgeable_bytes(p as usize, size);
+                        }
                         self.debug_fill(p, size, p != self.dv);
                     }
                     p = Chunk::plus_offset(p, size);

@@ -5,7 +5,8 @@
 //! Read [`State::free_chunk`] first: boundary-tag coalescing, the heart
 //! of dlmalloc.
 
-use super::chunk::{align_up, tag_ok, Chunk, Head, TreeChunk, MIN_CHUNK_SIZE};
+use super::chunk::{purgeable, purgeable_bytes, tag_ok, Chunk, Head, TreeChunk, MIN_CHUNK_SIZE};
+use super::treebins::{compute_tree_index, TreeNodeInfo, NTREEBINS};
 use super::classify::Classified;
 use super::lists::{class_of, MAX_CACHED_SIZE};
 use super::quick;
@@ -212,57 +213,95 @@ impl<S: PageSource> State<S> {
     // ----------------------------------------------------------------
 
     /// Gives memory back to the OS (dlmalloc's `malloc_trim` plus glibc's
-    /// purge of free chunks): trims top to `pad` bytes, unmaps empty
-    /// segments, and lets the kernel drop the whole pages inside large free
-    /// chunks. Returns whether anything was released.
+    /// purge of free chunks): consolidates the quick lists, unmaps empty
+    /// segments, trims top to `pad` bytes, and purges every free chunk (see
+    /// [`purge`](Self::purge)). Returns whether anything was released.
     pub(crate) fn trim(&mut self, pad: usize) -> bool {
         // SAFETY: the heap is consistent between public calls.
         unsafe {
             self.consolidate_quick();
             let mut released = self.release_unused_segments();
             released += self.trim_top(pad);
-            if !self.debugging() {
-                released += self.purge_free_chunks();
-            }
+            released += self.purge(usize::MAX);
             released != 0
         }
     }
 
-    /// `MADV_DONTNEED` on the whole pages inside every free chunk in the
-    /// bins and the dv (not the header and links at the front, nor the
-    /// boundary tag at the end). Returns the bytes purged.
+    // ----------------------------------------------------------------
+    // Purging: free pages given back to the OS, chunks kept
+    // ----------------------------------------------------------------
+    //
+    // dlmalloc gives memory back only from the end of a segment (top) and
+    // by unmapping whole segments. Free chunks between live ones keep their
+    // pages for ever. Purging gives the *pages* of a large free chunk back
+    // (`MADV_DONTNEED`; they read as zero when touched again) and keeps the
+    // chunk: its header and links at the front and its boundary tag at the
+    // end stay, so the bins and coalescing work as before. The chunk is
+    // marked purged (FLAG4 in its free head) and its purged bytes counted
+    // in `State::purged`, so the heap, the checker and snapshots know which
+    // ranges are back with the OS. A purged chunk that leaves its bin (to
+    // be allocated or merged) stops being purged: `unlink_chunk` takes it
+    // off the count, and whatever head is written next has FLAG4 clear.
+    // When to purge is the process allocator's decision (a delay, so that
+    // churn does not turn into a storm of madvise calls); `malloc_trim`
+    // purges everything at once. Off in debug mode, whose fill pattern the
+    // zero pages would break.
+
+    /// Purges free chunks of the tree bins that have whole pages inside and
+    /// are not purged yet, largest bins first, until at least `limit`
+    /// bytes were purged (`usize::MAX`: all). A dv with such pages is put
+    /// into its bin first (the next split makes a new one). Returns the
+    /// bytes purged.
     ///
     /// # Safety
     /// The heap must be consistent.
-    unsafe fn purge_free_chunks(&mut self) -> usize {
-        let page = self.source.page_size();
-        let mut purged = 0;
-        let mut seg = self.segments;
-        // SAFETY: walks the segments chunk by chunk; all chunks are valid.
-        unsafe {
-            while !seg.is_null() {
-                let fence = Segment::fencepost(seg);
-                let mut p = Segment::first_chunk(seg);
-                while p < fence && p != self.top {
+    pub(crate) unsafe fn purge(&mut self, limit: usize) -> usize {
+        if self.debugging() {
+            return 0;
+        }
+        if self.dvsize != 0 && purgeable_bytes(self.dv as usize, self.dvsize) != 0 {
+            let (dv, dvsize) = (self.dv, self.dvsize);
+            self.dv = ptr::null_mut();
+            self.dvsize = 0;
+            // SAFETY: the dv is a free chunk in no bin.
+            unsafe { self.insert_chunk(dv, dvsize) };
+        }
+        let mut done = 0;
+        // Chunks below 4 KiB have no whole page past their links.
+        let first_bin = compute_tree_index(4096);
+        for i in (first_bin..NTREEBINS).rev() {
+            if done >= limit {
+                break;
+            }
+            if self.tree.map & (1 << i) == 0 {
+                continue;
+            }
+            let source = &self.source;
+            let purged = &mut self.purged;
+            let mut visit = |t: *mut TreeChunk, _: TreeNodeInfo| {
+                let p = TreeChunk::as_chunk(t);
+                // SAFETY: bin members are free chunks of this heap; only
+                // the purgeable range (past the links, before the tag) is
+                // handed to the OS, and the head gets FLAG4.
+                unsafe {
                     let head = Chunk::head(p);
-                    let size = head.size();
-                    if size == 0 {
-                        break;
-                    }
-                    if !head.cinuse() {
-                        let start = align_up(p as usize + core::mem::size_of::<TreeChunk>(), page);
-                        let end = (p as usize + size) & !(page - 1);
+                    if !head.flag4() {
+                        let (start, end) = purgeable(p as usize, head.size());
                         if end > start {
-                            self.source.purge(start as *mut u8, end - start);
-                            purged += end - start;
+                            source.purge(start as *mut u8, end - start);
+                            Chunk::set_head(p, head.0 | Head::FLAG4);
+                            *purged += end - start;
+                            done += end - start;
                         }
                     }
-                    p = Chunk::plus_offset(p, size);
                 }
-                seg = (*seg).next;
-            }
+                done < limit
+            };
+            // SAFETY: the heap is consistent (caller); the walk reads only
+            // bin members.
+            unsafe { self.tree.for_each_in_bin(i, &mut visit) };
         }
-        purged
+        done
     }
 
     // ----------------------------------------------------------------

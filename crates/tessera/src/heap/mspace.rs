@@ -137,6 +137,7 @@ impl<S: PageSource> Heap<S> {
                 max_footprint: commit,
                 footprint_limit: 0,
                 top_clean: top as usize + MEM_OFFSET,
+                purged: 0,
                 carved_clean: ptr::null_mut(),
                 config,
                 shared: ptr::null(),
@@ -300,6 +301,15 @@ impl<S: PageSource> Heap<S> {
     /// whether anything was released.
     pub fn trim(&mut self, pad: usize) -> bool {
         self.state_mut().trim(pad)
+    }
+
+    /// Gives the whole pages inside free chunks back to the OS, keeping the
+    /// chunks (see `heap::free`, "Purging"); returns the bytes purged. Less
+    /// than [`trim`](Self::trim), which also consolidates, unmaps empty
+    /// segments and trims top.
+    pub fn purge(&mut self) -> usize {
+        // SAFETY: the heap is consistent between public calls.
+        unsafe { self.state_mut().purge(usize::MAX) }
     }
 
     /// Bytes currently obtained from the OS (committed segment bytes plus

@@ -27,6 +27,8 @@
 //!   and `max_footprint >= footprint`.
 //! - bytes of top's segment in `[max(top_clean, top + 16), fencepost)` are
 //!   zero (so calloc can skip clearing fresh memory).
+//! - `purged == Σ purgeable_bytes(p, size)` over the free chunks with
+//!   FLAG4 set, which are all in tree bins.
 //!
 //! The trust boundary (dlmalloc: "trust the mstate, check the heap"):
 //! fields of `State` are trusted. Everything read from heap memory that a
@@ -124,6 +126,10 @@ pub struct State<S: PageSource> {
     pub(crate) footprint_limit: usize,
     /// See the module invariant on fresh memory.
     pub(crate) top_clean: usize,
+    /// Bytes of the purgeable ranges of the purged chunks (FLAG4 set, in a
+    /// tree bin): what purging has given back to the OS and the heap has
+    /// not reused since. See `free`, "Purging".
+    pub(crate) purged: usize,
     /// Set by `carve_top` when the chunk it returns is all zero beyond its
     /// header; calloc clears it before allocating and reads it after.
     pub(crate) carved_clean: *mut Chunk,

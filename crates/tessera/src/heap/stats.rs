@@ -56,6 +56,9 @@ pub struct Stats {
     pub inuse_chunks: usize,
     /// Number of segments.
     pub segments: usize,
+    /// Bytes of free chunks purged: given back to the OS while the chunks
+    /// stay (part of `fordblks`; resident again once reused).
+    pub purged: usize,
 }
 
 impl<S: PageSource> State<S> {
@@ -71,6 +74,7 @@ impl<S: PageSource> State<S> {
             max_hblks: self.max_direct_count,
             max_hblkhd: self.max_direct_bytes,
             max_arena: self.max_segment_bytes,
+            purged: self.purged,
             ..Stats::default()
         };
         // SAFETY: the heap is consistent between public calls; every segment

@@ -238,6 +238,9 @@ pub enum Role {
     Index,
     /// Unused bytes of a free chunk.
     Free,
+    /// Whole pages of a purged free chunk: given back to the OS (they read
+    /// as zero), the chunk kept.
+    Purged,
     /// Bytes of the designated victim past its header.
     Dv,
     /// Bytes of top past its header.
@@ -250,7 +253,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in legend order.
-    pub const ALL: [Role; 17] = [
+    pub const ALL: [Role; 18] = [
         Role::SegmentRecord,
         Role::HeapState,
         Role::MmapHeader,
@@ -264,6 +267,7 @@ impl Role {
         Role::Parent,
         Role::Index,
         Role::Free,
+        Role::Purged,
         Role::Dv,
         Role::Top,
         Role::Fencepost,
@@ -286,6 +290,7 @@ impl Role {
             Role::Parent => "parent",
             Role::Index => "index",
             Role::Free => "free",
+            Role::Purged => "purged",
             Role::Dv => "dv",
             Role::Top => "top",
             Role::Fencepost => "fencepost",
@@ -320,6 +325,13 @@ pub fn role_in_chunk(chunk: &ChunkInfo, offset: usize) -> Role {
             40..=47 => Role::Child1,
             48..=55 => Role::Parent,
             56..=59 => Role::Index,
+            _ if chunk.head.flag4() && {
+                let (start, end) = crate::heap::chunk::purgeable(chunk.addr, chunk.size);
+                (start..end).contains(&(chunk.addr + offset))
+            } =>
+            {
+                Role::Purged
+            }
             _ => Role::Free,
         },
         ChunkKind::Fencepost => Role::Fencepost,

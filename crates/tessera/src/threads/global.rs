@@ -225,6 +225,7 @@ pub fn stats() -> Stats {
         total.footprint += s.footprint;
         total.inuse_chunks += s.inuse_chunks;
         total.segments += s.segments;
+        total.purged += s.purged;
         total.max_hblks += s.max_hblks;
         total.max_hblkhd += s.max_hblkhd;
         total.max_arena += s.max_arena;

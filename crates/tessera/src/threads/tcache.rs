@@ -380,61 +380,72 @@ impl ThreadCache {
         true
     }
 
-    /// Gives `n` entries of class `c` back to their arenas: as one run
-    /// parked on the thread's own arena's quick list as far as they can go
-    /// there, the rest one by one.
+    /// Gives `n` entries of class `c` back to their arenas: runs of
+    /// entries of one arena parked whole on that arena's quick list for the
+    /// class, as far as they can go there, the others one by one.
     #[cold]
     pub(crate) fn flush_class(&mut self, c: usize, n: usize) {
         let n = n.min(MAX_COUNT[c] as usize - self.room[c]);
-        let parked = if c < NSMALL { self.park_run(c, n) } else { 0 };
-        if parked == n {
-            return;
-        }
         let mut batch = Batch::new(arena::current());
-        for _ in parked..n {
+        let mut done = 0;
+        while done < n {
+            let k = if c < NSMALL {
+                // (A lock the batch holds would make the run's owner look
+                // busy: let it go first.)
+                batch.finish();
+                self.park_run(c, n - done)
+            } else {
+                0
+            };
+            if k > 0 {
+                done += k;
+                continue;
+            }
             let mem = self.take(c);
             if mem.is_null() {
                 break;
             }
             batch.free(mem);
+            done += 1;
         }
         batch.finish();
     }
 
     /// Moves up to `n` entries from the head of small class `c` to the
-    /// thread's arena's quick list for the class in one piece (see
-    /// `heap::quick`): the entries are already linked, mangled and keyed as
-    /// the quick list wants them, so each costs a check of its head (exactly
-    /// the class's size, in use, this arena's) and FLAG4 set, and the whole
-    /// run one link. Stops at the first entry that does not qualify (another
-    /// arena's, 16 bytes larger, a damaged head or link, the budget
-    /// reached): the per-chunk path takes the rest and reports damage.
-    /// Every link is checked (`plausible_near`) before it is followed.
-    /// Returns how many were parked.
+    /// quick list for the class of the arena that owns the first of them,
+    /// in one piece (see `heap::quick`): the entries are already linked,
+    /// mangled and keyed as the quick list wants them, so each costs a
+    /// check of its head (exactly the class's size, in use, that arena's)
+    /// and FLAG4 set, and the whole run one link. The owner's next refill
+    /// of the class takes them back, so a consumer thread's frees of a
+    /// producer's blocks go straight back to the producer, unmerged
+    /// (tcmalloc's transfer caches play this part). Stops at the first
+    /// entry that does not qualify (another arena's, 16 bytes larger, a
+    /// damaged head or link, the budget reached) and parks nothing if the
+    /// owner's lock is taken: the per-chunk path takes those, reports
+    /// damage, and frees to a busy arena through its remote stack. Every
+    /// link is checked (`plausible_near`) before it is followed. Returns how
+    /// many were parked.
     fn park_run(&mut self, c: usize, n: usize) -> usize {
-        let home = arena::current();
+        let first = self.heads[c];
+        if !is_entry(first) || !plausible(first) {
+            return 0;
+        }
         // SAFETY: arenas are never freed; the lock is held from try_lock to
         // unlock, and only lock holders write chunk heads. Entries are
         // validated in-use chunks whose segments therefore stay mapped.
         unsafe {
+            let home: *mut Arena = (*Segment::of(Chunk::from_mem(first).cast())).owner.cast();
             if home.is_null() || (*home).abandoned || !arena::try_lock(home) {
                 return 0;
             }
             let n = n.min((*home).quick_room(c));
             let want = class_size(c) | Head::CINUSE;
             let owner: *mut () = home.cast();
-            let first = self.heads[c];
             let mut mem = first;
             let mut last = ptr::null_mut();
             let mut k = 0;
-            while k < n
-                && is_entry(mem)
-                && (if k == 0 {
-                    plausible(mem)
-                } else {
-                    plausible_near(mem, last)
-                })
-            {
+            while k < n && (k == 0 || (is_entry(mem) && plausible_near(mem, last))) {
                 let p = Chunk::from_mem(mem);
                 let head = Chunk::head(p).0;
                 if head & (Head::SIZE_MASK | Head::CINUSE | Head::FLAG4) != want
