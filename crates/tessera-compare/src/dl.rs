@@ -261,7 +261,10 @@ impl DlHeap {
                 break;
             }
             let size = head & !7;
-            if size < 32 || p + size > hi {
+            // (A top may be as small as its 16-byte header: malloc.c splits
+            // top whenever `nb < topsize`.)
+            let small_top = size == 16 && head & 2 == 0 && p + size + TOP_FOOT_SIZE == hi;
+            if (size < 32 && !small_top) || p + size > hi {
                 notes.push(format!(
                     "the walk stopped at {p:#x}: head {head:#x} is no chunk"
                 ));

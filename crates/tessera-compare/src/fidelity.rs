@@ -237,7 +237,7 @@ pub fn run(ops: &[Op]) -> Result<Report, Mismatch> {
             continue;
         }
         let (tchunks, tb) = t.chunks();
-        let (dchunks, _) = d.walk();
+        let (dchunks, dnotes) = d.walk();
         let db = d.segment().0;
         if tchunks.iter().any(|c| c.kind == Kind::Direct)
             || tchunks.iter().filter(|c| c.kind == Kind::Fencepost).count() > 1
@@ -277,7 +277,8 @@ pub fn run(ops: &[Op]) -> Result<Report, Mismatch> {
         let (ld, top_d) = layout(&dchunks, db);
         if top_t != top_d {
             return Err(fail(format!(
-                "top at +{top_t:x?} in Tessera, +{top_d:x?} in dlmalloc"
+                "top at +{top_t:x?} in Tessera, +{top_d:x?} in dlmalloc ({})",
+                dnotes.join("; ")
             )));
         }
         if lt.len() != ld.len() || lt.iter().zip(&ld).any(|(x, y)| !same_chunk(x, y)) {

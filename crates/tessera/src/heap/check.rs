@@ -87,8 +87,8 @@ impl<S: PageSource> State<S> {
         if self.dv.is_null() != (self.dvsize == 0) {
             return fail(self.dv, "dv is null exactly when dvsize is 0");
         }
-        if self.top.is_null() || self.topsize < MIN_CHUNK_SIZE {
-            return fail(self.top, "top exists with at least MIN_CHUNK_SIZE bytes");
+        if self.top.is_null() || self.topsize < 16 {
+            return fail(self.top, "top exists with at least its 16-byte header");
         }
         let mut tally = Tally {
             small_len: [0; NSMALLBINS],

@@ -6,12 +6,12 @@
 //! of dlmalloc.
 
 use super::chunk::{purgeable, purgeable_bytes, tag_ok, Chunk, Head, TreeChunk, MIN_CHUNK_SIZE};
-use super::treebins::{compute_tree_index, TreeNodeInfo, NTREEBINS};
 use super::classify::Classified;
 use super::lists::{class_of, MAX_CACHED_SIZE};
 use super::quick;
 use super::segment::{Emptied, Segment};
 use super::state::{Owned, State};
+use super::treebins::{compute_tree_index, TreeNodeInfo, NTREEBINS};
 use crate::sys::os::PageSource;
 use crate::sys::report::{fatal, Misuse};
 use core::ptr;

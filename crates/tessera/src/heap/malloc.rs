@@ -69,7 +69,7 @@ impl<S: PageSource> State<S> {
             if nb <= self.dvsize {
                 return self.take_from_dv(nb);
             }
-            if nb + MIN_CHUNK_SIZE <= self.topsize {
+            if nb < self.topsize {
                 return self.carve_top(nb);
             }
             self.consolidate_or_sys_alloc(bytes, nb)
@@ -234,10 +234,11 @@ impl<S: PageSource> State<S> {
         Chunk::to_mem(p)
     }
 
-    /// Cuts `nb` bytes from the front of top (`nb + MIN_CHUNK_SIZE <= topsize`).
+    /// Cuts `nb` bytes from the front of top (`nb < topsize`; as in
+    /// dlmalloc, what is left of top may be as small as its 16-byte header).
     ///
     /// # Safety
-    /// `nb + MIN_CHUNK_SIZE <= topsize`.
+    /// `nb < topsize`.
     #[inline(always)]
     pub(crate) unsafe fn carve_top(&mut self, nb: usize) -> *mut u8 {
         let p = self.top;
@@ -370,7 +371,7 @@ impl<S: PageSource> State<S> {
     /// top, without asking the OS? (Sure answers only: a tree bin above
     /// `nb`'s own, whose every chunk is larger; a small bin at or above.)
     fn can_serve_without_growth(&self, nb: usize) -> bool {
-        if self.dvsize >= nb || self.topsize >= nb + MIN_CHUNK_SIZE {
+        if self.dvsize >= nb || self.topsize > nb {
             return true;
         }
         if is_small(nb) && self.small.map >> small_index(nb) != 0 {

@@ -39,9 +39,11 @@ impl<S: PageSource> State<S> {
                 return p;
             }
             if next == self.top {
-                if oldsize + self.topsize < nb + MIN_CHUNK_SIZE
-                    && !self.grow_top(nb + MIN_CHUNK_SIZE - oldsize)
-                {
+                // In place if top leaves at least its header (dlmalloc's
+                // `oldsize + topsize > nb`), after growing top in place
+                // if it is too short (see docs/dlmalloc-map.md,
+                // realloc-grows-top).
+                if oldsize + self.topsize <= nb && !self.grow_top(nb + 16 - oldsize) {
                     return ptr::null_mut();
                 }
                 let newtopsize = oldsize + self.topsize - nb;

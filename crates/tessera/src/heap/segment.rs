@@ -26,7 +26,8 @@
 //! - `record.check == key ^ base` and the registry bit of `base` is set
 //!   while the segment lives.
 //! - the chunks from `first_chunk` tile `[first_chunk, end - 16)` exactly.
-//! - in the top segment the last chunk is top and `topsize >= MIN_CHUNK_SIZE`.
+//! - in the top segment the last chunk is top and `topsize >= 16` (its
+//!   header; as in dlmalloc, a split may leave top that small).
 //!
 //! # How this differs from dlmalloc
 //! dlmalloc puts the segment record in a chunk at the *end* of a segment when

@@ -21,7 +21,8 @@
 //! # Invariants
 //! - `dv` null ⟺ `dvsize == 0`; else `dv` is a free chunk of `dvsize` bytes
 //!   in no bin.
-//! - `top` is a free chunk of `topsize >= MIN_CHUNK_SIZE` bytes with PINUSE
+//! - `top` is a free chunk of `topsize >= 16` bytes (its header: as in
+//!   dlmalloc, splitting may leave top no larger) with PINUSE
 //!   set, the last chunk of `top_seg`, in no bin.
 //! - `footprint == Σ committed bytes of segments + Σ direct mapping sizes`,
 //!   and `max_footprint >= footprint`.
