@@ -181,6 +181,18 @@ fn initialise() -> bool {
             env::warn(name, env::get(name).unwrap_or(b""), "a size up to 16M");
         }
     }
+    let name = c"TESSERA_DECAY_MS";
+    if let Some(v) = env::count_var(name) {
+        if !global::set_tunable(Tunable::DecayMs, v) {
+            env::warn(name, env::get(name).unwrap_or(b""), "milliseconds up to 3600000");
+        }
+    }
+    let name = c"TESSERA_BACKGROUND";
+    if let Some(v) = env::count_var(name) {
+        if !global::set_tunable(Tunable::Background, v) {
+            env::warn(name, env::get(name).unwrap_or(b""), "0, 1 or 2");
+        }
+    }
     let mut mode = READY;
 
     let mut path = StackBuf::<{ env::PATH_MAX }>::new();

@@ -31,6 +31,7 @@ impl<S: PageSource> State<S> {
                 self.small.insert(p, size);
             } else {
                 self.tree.insert(TreeChunk::from_chunk(p), size);
+                self.tree_bytes += size;
             }
             if self.debugging() {
                 self.debug_fill(p, size, true);
@@ -59,6 +60,7 @@ impl<S: PageSource> State<S> {
                     // heap's to use (and dirty) again.
                     self.purged -= purgeable_bytes(p as usize, size);
                 }
+                self.tree_bytes -= size;
                 self.tree.unlink(TreeChunk::from_chunk(p)) == Unlinked::Ok
             }
         };

@@ -75,6 +75,8 @@ struct Tally {
     parked: usize,
     /// Purgeable bytes of the purged free chunks.
     purged: usize,
+    /// Bytes of the chunks in tree bins.
+    tree_bytes: usize,
 }
 
 impl<S: PageSource> State<S> {
@@ -99,6 +101,7 @@ impl<S: PageSource> State<S> {
             saw_dv: false,
             parked: 0,
             purged: 0,
+            tree_bytes: 0,
         };
         // SAFETY: every segment in the list is validated (registry, check
         // word, owner) before its chunks are read, and each chunk's size is
@@ -144,6 +147,12 @@ impl<S: PageSource> State<S> {
             self.check_small_bins(&tally)?;
             self.check_tree_bins(&tally)?;
             self.check_quick(tally.parked)?;
+            if tally.tree_bytes != self.tree_bytes {
+                return fail(
+                    self.tree_bytes,
+                    "tree_bytes is the sum of the sizes of the tree-bin chunks",
+                );
+            }
             if tally.purged != self.purged {
                 return fail(
                     self.purged,
@@ -249,6 +258,7 @@ impl<S: PageSource> State<S> {
                         }
                     } else {
                         tally.tree[compute_tree_index(size)] += 1;
+                        tally.tree_bytes += size;
                         self.find_in_tree(p, size)?;
                     }
                 } else if p == self.dv {

@@ -29,7 +29,8 @@
 //! - bytes of top's segment in `[max(top_clean, top + 16), fencepost)` are
 //!   zero (so calloc can skip clearing fresh memory).
 //! - `purged == Σ purgeable_bytes(p, size)` over the free chunks with
-//!   FLAG4 set, which are all in tree bins.
+//!   FLAG4 set, which are all in tree bins; `tree_bytes == Σ size` over
+//!   the chunks in tree bins.
 //!
 //! The trust boundary (dlmalloc: "trust the mstate, check the heap"):
 //! fields of `State` are trusted. Everything read from heap memory that a
@@ -131,6 +132,10 @@ pub struct State<S: PageSource> {
     /// tree bin): what purging has given back to the OS and the heap has
     /// not reused since. See `free`, "Purging".
     pub(crate) purged: usize,
+    /// Bytes of the free chunks in the tree bins (the purgeable ones are
+    /// among them): `tree_bytes - purged` is what purging could still give
+    /// back.
+    pub(crate) tree_bytes: usize,
     /// Set by `carve_top` when the chunk it returns is all zero beyond its
     /// header; calloc clears it before allocating and reads it after.
     pub(crate) carved_clean: *mut Chunk,
@@ -145,6 +150,13 @@ pub struct State<S: PageSource> {
     pub(crate) remote: AtomicPtr<u8>,
     /// Threads bound to this arena.
     pub(crate) attached: AtomicUsize,
+    /// Times the arena's lock was taken by the allocator's own paths
+    /// (written only by the lock holder; read by the decay pass, which
+    /// takes it as a sign of use: see `threads::decay`).
+    pub(crate) uses: AtomicUsize,
+    /// When (ms, see `threads::decay`) a slow path last ran decay on this
+    /// arena; written under the lock.
+    pub(crate) decayed_at: u64,
     /// The expensive tier of checks (see `debug`).
     pub(crate) debug: DebugConfig,
     /// The arena's quick lists (see `super::quick`); null for a

@@ -310,7 +310,33 @@ pub(crate) unsafe fn lock(a: *mut Arena) {
     // SAFETY: arenas are never freed.
     unsafe {
         (*a).lock.lock();
+        note_use(&*a);
         drain_remote(&mut *a);
+    }
+}
+
+/// Counts a use of `a` (see `State::uses`; the caller holds the lock, so a
+/// plain load and store suffice).
+#[inline(always)]
+fn note_use(a: &Arena) {
+    a.uses
+        .store(a.uses.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// Tries to lock `a` for housekeeping (see `decay`): drains its remote
+/// stack but does not count as a use.
+///
+/// # Safety
+/// `a` must be an arena.
+pub(crate) unsafe fn try_lock_quietly(a: *mut Arena) -> bool {
+    // SAFETY: arenas are never freed.
+    unsafe {
+        if (*a).lock.try_lock() {
+            drain_remote(&mut *a);
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -323,6 +349,7 @@ pub(crate) unsafe fn try_lock(a: *mut Arena) -> bool {
     // SAFETY: arenas are never freed.
     unsafe {
         if (*a).lock.try_lock() {
+            note_use(&*a);
             drain_remote(&mut *a);
             true
         } else {
@@ -567,7 +594,10 @@ pub(crate) unsafe fn free_to_owner(c: Classified, mem: *mut u8) {
     }
 }
 
-/// Calls `f(index, arena)` with each live arena locked in turn.
+/// Calls `f(index, arena)` with each live arena locked in turn. (Looking
+/// is not using: the locks taken here do not count as uses of the arenas,
+/// so statistics and snapshots do not keep an idle arena from giving its
+/// memory back; see `decay`.)
 pub(crate) fn for_each(f: &mut dyn FnMut(usize, *mut Arena)) {
     for i in 0..count() {
         let a = get(i);
@@ -577,7 +607,8 @@ pub(crate) fn for_each(f: &mut dyn FnMut(usize, *mut Arena)) {
         }
         // SAFETY: as above; unlocked right after.
         unsafe {
-            lock(a);
+            (*a).lock.lock();
+            drain_remote(&mut *a);
             f(i, a);
             unlock(a);
         }

@@ -16,7 +16,7 @@
 //! they go to the owner's remote stack when its lock is taken.
 
 use super::arena::{self, Arena};
-use super::tcache;
+use super::{decay, tcache};
 use crate::heap::chunk::{align_up, Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
 use crate::heap::classify::classify;
 use crate::heap::lists::MAX_CACHED_REQUEST;
@@ -274,6 +274,13 @@ pub enum Tunable {
     /// medium classes off: such requests are then neither rounded up to a
     /// class nor cached, for the least memory.
     MediumCache,
+    /// Milliseconds an arena must sit unused before it gives back
+    /// everything it holds (see `decay`; default 1000, at most one hour).
+    DecayMs,
+    /// The background thread that gives memory back (see `decay`): 0
+    /// never, 1 once a second thread uses the allocator (default), 2 from
+    /// the start.
+    Background,
 }
 
 /// Sets a tunable for every arena, present and future. Returns false when
@@ -286,6 +293,23 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
             return true;
         }
         Tunable::MediumCache => return tcache::set_medium_budget(value),
+        Tunable::DecayMs => {
+            if value > 3_600_000 {
+                return false;
+            }
+            decay::set_delay_ms(value);
+            return true;
+        }
+        Tunable::Background => {
+            let b = match value {
+                0 => decay::Background::Off,
+                1 => decay::Background::Auto,
+                2 => decay::Background::On,
+                _ => return false,
+            };
+            decay::set_background(b);
+            return true;
+        }
         _ => {}
     }
     arena::update_config(|c| {
@@ -294,7 +318,7 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
             Tunable::TrimThreshold => c.trim_threshold = value,
             Tunable::TopPad => c.top_pad = value,
             Tunable::MmapMax => c.mmap_max = value,
-            Tunable::ArenaMax | Tunable::MediumCache => {}
+            Tunable::ArenaMax | Tunable::MediumCache | Tunable::DecayMs | Tunable::Background => {}
         }
         // As in glibc, choosing a threshold by hand ends the dynamic rule.
         c.dynamic_threshold = false;

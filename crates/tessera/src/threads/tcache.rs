@@ -46,6 +46,7 @@
 //!   straight to the arenas).
 
 use super::arena::{self, Arena};
+use super::decay;
 use crate::heap::chunk::{
     plausible, plausible_near, request2size, tag_ok_keyed, Chunk, Head, CHECKS, CHUNK_OVERHEAD,
     MIN_CHUNK_SIZE,
@@ -156,6 +157,9 @@ pub const MAX_CACHED_BYTES: usize = {
 };
 
 const _: () = assert!(MAX_CACHED_BYTES < 1 << 20);
+
+/// Threads whose caches are live (for `decay::maybe_start`).
+static LIVE_CACHES: AtomicUsize = AtomicUsize::new(0);
 
 const FRESH: u8 = 0;
 const LIVE: u8 = 1;
@@ -344,6 +348,7 @@ impl ThreadCache {
             return;
         }
         register_exit_hook();
+        LIVE_CACHES.fetch_add(1, Ordering::Relaxed);
         for (room, &max) in self.room.iter_mut().zip(&MAX_COUNT) {
             *room = max as usize;
         }
@@ -536,6 +541,7 @@ impl ThreadCache {
     /// stop caching.
     fn shut_down(&mut self) {
         if self.status == LIVE {
+            LIVE_CACHES.fetch_sub(1, Ordering::Relaxed);
             self.flush_all();
             // What this thread parked in its arena would otherwise wait
             // for the arena's next consolidation, which may never come if
@@ -873,6 +879,8 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
 fn malloc_refill(size: usize, c: usize) -> *mut u8 {
     let _errno = errno::Saved::now();
     if with(|tc| tc.usable()) {
+        // Outside every lock and cache borrow: may start a thread.
+        decay::maybe_start(LIVE_CACHES.load(Ordering::Relaxed));
         // The arena is locked before the cache is borrowed: binding a
         // thread may register the fork handlers, and `pthread_atfork` may
         // call malloc.
@@ -881,6 +889,7 @@ fn malloc_refill(size: usize, c: usize) -> *mut u8 {
             // SAFETY: `a` is locked until the unlock below.
             let p = unsafe {
                 let p = with(|tc| tc.refill(&mut *a, c));
+                decay::on_slow_path(&mut *a);
                 arena::unlock(a);
                 p
             };
