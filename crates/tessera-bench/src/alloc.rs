@@ -143,7 +143,10 @@ impl RawAlloc for ProcessMalloc {
         unsafe { libc::calloc(1, size).cast() }
     }
     fn describe(&self) -> String {
-        format!("this process's malloc, from {}", crate::preload::malloc_object())
+        format!(
+            "this process's malloc, from {}",
+            crate::preload::malloc_object()
+        )
     }
 }
 

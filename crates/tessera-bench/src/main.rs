@@ -309,9 +309,17 @@ fn run_shapes(opts: &DoorOptions) -> Result<ExitCode, String> {
     if opts.list {
         println!("shapes (threads on {} cores):", opts.cores);
         for e in &entries {
-            println!("  {:<15}{:>3}  {}", e.name(), e.threads(opts.cores), e.about());
+            println!(
+                "  {:<15}{:>3}  {}",
+                e.name(),
+                e.threads(opts.cores),
+                e.about()
+            );
         }
-        println!("allocators (through LD_PRELOAD): {}", preload::KNOWN.join(", "));
+        println!(
+            "allocators (through LD_PRELOAD): {}",
+            preload::KNOWN.join(", ")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let doors = preload::resolve(&opts.allocators, &SHAPE_DOORS, &opts.tessera)?;
@@ -385,7 +393,10 @@ fn run_shapes(opts: &DoorOptions) -> Result<ExitCode, String> {
 
 fn run_service(opts: &DoorOptions) -> Result<ExitCode, String> {
     if opts.list {
-        println!("allocators (through LD_PRELOAD): {}", preload::KNOWN.join(", "));
+        println!(
+            "allocators (through LD_PRELOAD): {}",
+            preload::KNOWN.join(", ")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let doors = preload::resolve(&opts.allocators, &SERVICE_DOORS, &opts.tessera)?;

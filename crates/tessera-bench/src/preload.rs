@@ -390,7 +390,11 @@ fn object_of(addr: *const c_void) -> Option<String> {
 /// Unknown names are an error; system libraries that are not installed are
 /// skipped with a loud message, or an error under CI. `defaults` is used
 /// when `names` is empty.
-pub fn resolve(names: &[String], defaults: &[&str], tessera: &TesseraLib) -> Result<Vec<Door>, String> {
+pub fn resolve(
+    names: &[String],
+    defaults: &[&str],
+    tessera: &TesseraLib,
+) -> Result<Vec<Door>, String> {
     let wanted: Vec<String> = if names.is_empty() {
         defaults.iter().map(|s| s.to_string()).collect()
     } else {

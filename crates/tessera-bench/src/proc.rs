@@ -148,11 +148,7 @@ mod tests {
 
     #[test]
     fn a_hung_child_is_killed() {
-        let f = run(
-            Command::new("sleep").arg("30"),
-            Duration::from_millis(200),
-        )
-        .unwrap();
+        let f = run(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap();
         assert_eq!(f.signal, Some(libc::SIGKILL));
         assert!(f.wall < 10.0);
     }

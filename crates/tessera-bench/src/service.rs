@@ -31,11 +31,11 @@ use crate::report::Target;
 use crate::rng::Rng;
 use crate::shapes::report;
 use crate::svg::{self, Series};
+use crate::workloads::{tag_of, Slot};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::process::Command;
-use crate::workloads::{tag_of, Slot};
-use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -458,9 +458,11 @@ impl Plan {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); n];
         let mut problems = Vec::new();
@@ -658,11 +660,18 @@ pub fn json_doc(o: &Outcomes, plan: &Plan, targets: &[Target], quick: bool) -> V
 /// the live bytes as a dashed line, a dot where each idle period starts.
 pub fn plot(o: &Outcomes, plan: &Plan) -> String {
     const MIB: f64 = 1048576.0;
-    let mut lines: Vec<(String, Vec<(f64, f64)>, Vec<(f64, f64)>)> = Vec::new();
+    /// (allocator, its RSS over time, the dot where its idle period starts).
+    type Line = (String, Vec<(f64, f64)>, Vec<(f64, f64)>);
+    let mut lines: Vec<Line> = Vec::new();
     let mut live: Vec<(f64, f64)> = Vec::new();
     for c in &o.cells {
         let Some(r) = c.typical() else { continue };
-        let pts = r.report.series.iter().map(|&(t, b)| (t, b as f64 / MIB)).collect();
+        let pts = r
+            .report
+            .series
+            .iter()
+            .map(|&(t, b)| (t, b as f64 / MIB))
+            .collect();
         let end = r.report.bursts.last().map_or(0.0, |b| b.t);
         let mark = r
             .report
@@ -703,7 +712,7 @@ pub fn plot(o: &Outcomes, plan: &Plan) -> String {
     let size = Size::scaled(plan.scale, plan.idle);
     svg::line_chart(
         &format!(
-            "Service workload: RSS over time ({} threads, {} bursts, then {:.0} s idle; dot: idle starts)",
+            "Service workload: RSS over time ({} threads, {} bursts, then {:.1} s idle; dot: idle starts)",
             size.threads,
             size.bursts,
             plan.idle.as_secs_f64()

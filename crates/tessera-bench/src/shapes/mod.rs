@@ -186,8 +186,18 @@ mod tests {
                 };
                 let base = s.run(&alloc::Glibc, &p);
                 assert!(base.ops > 0, "{}", s.name());
-                for a in [&alloc::Tessera as &dyn RawAlloc, &alloc::Mimalloc, &alloc::Glibc] {
-                    assert_eq!(s.run(a, &p), base, "{} x{threads} on {}", s.name(), a.name());
+                for a in [
+                    &alloc::Tessera as &dyn RawAlloc,
+                    &alloc::Mimalloc,
+                    &alloc::Glibc,
+                ] {
+                    assert_eq!(
+                        s.run(a, &p),
+                        base,
+                        "{} x{threads} on {}",
+                        s.name(),
+                        a.name()
+                    );
                 }
             }
         }

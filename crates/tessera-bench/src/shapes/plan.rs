@@ -198,9 +198,11 @@ impl Plan {
             ProgressBar::hidden()
         };
         bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         let inputs = if self.entries.iter().any(Entry::is_program) {
             Some(Inputs::write(self.scale).map_err(|e| format!("writing program inputs: {e}"))?)
@@ -287,7 +289,8 @@ fn run_shape(cmd: &mut Command, door: &Door) -> Result<Run, String> {
     if preload_failed(&f.stderr) {
         return Err(format!("preload failed: {}", f.stderr.trim()));
     }
-    let line = ChildLine::parse(&f.stdout).ok_or_else(|| format!("no result line: {}", f.failure()))?;
+    let line =
+        ChildLine::parse(&f.stdout).ok_or_else(|| format!("no result line: {}", f.failure()))?;
     if !door.matches(&line.malloc) {
         return Err(format!(
             "malloc came from {}, not from {}",
@@ -308,7 +311,12 @@ fn run_shape(cmd: &mut Command, door: &Door) -> Result<Run, String> {
     })
 }
 
-fn run_program(cmd: &mut Command, door: &Door, inputs: &Inputs, p: &Program) -> Result<Run, String> {
+fn run_program(
+    cmd: &mut Command,
+    door: &Door,
+    inputs: &Inputs,
+    p: &Program,
+) -> Result<Run, String> {
     door.apply(cmd);
     let f = proc::run(cmd, TIMEOUT).map_err(|e| format!("cannot run: {e}"))?;
     if !f.ok() {

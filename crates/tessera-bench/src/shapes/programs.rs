@@ -46,13 +46,15 @@ pub fn all() -> Vec<Program> {
     vec![
         Program {
             name: "python",
-            about: "CPython 3, PYTHONMALLOC=malloc: dicts, lists, strings, json, re, tuples, objects",
+            about:
+                "CPython 3, PYTHONMALLOC=malloc: dicts, lists, strings, json, re, tuples, objects",
             exe: "python3",
             package: "python3",
         },
         Program {
             name: "gcc",
-            about: "gcc -O2 -c of a generated C file (100 functions that call each other, 2,200 lines)",
+            about:
+                "gcc -O2 -c of a generated C file (100 functions that call each other, 2,200 lines)",
             exe: "gcc",
             package: "gcc",
         },
@@ -82,7 +84,8 @@ impl Inputs {
     /// Writes the inputs for `scale` into a fresh directory under the
     /// system's temporary directory (removed when dropped).
     pub fn write(scale: f64) -> std::io::Result<Inputs> {
-        let dir = std::env::temp_dir().join(format!("tessera-bench-programs-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tessera-bench-programs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("objects.py"), PYTHON_SCRIPT)?;
@@ -209,10 +212,7 @@ pub fn c_source(functions: usize) -> String {
         }
         let _ = writeln!(s, "  return r;\n}}");
     }
-    let _ = writeln!(
-        s,
-        "typedef int (*fn)(int, int);\nconst fn table[] = {{"
-    );
+    let _ = writeln!(s, "typedef int (*fn)(int, int);\nconst fn table[] = {{");
     for i in 0..functions {
         let _ = write!(s, "f{i},");
         if i % 16 == 15 {

@@ -82,10 +82,26 @@ pub fn targets(s: &Summary) -> Vec<Target> {
             offenders,
         })
     };
-    v.extend(per_case(&[], 1.0, "no shape slower than glibc (worst time ratio)"));
-    v.extend(per_case(&["sh6", "sh8"], 0.35, "sh6, sh8 time <= 0.35 x glibc"));
-    v.extend(per_case(&["larson", "larson-4k"], 0.60, "larson time <= 0.6 x glibc"));
-    v.extend(per_case(&["tight", "tight-N"], 0.50, "tight loop time <= 0.5 x glibc"));
+    v.extend(per_case(
+        &[],
+        1.0,
+        "no shape slower than glibc (worst time ratio)",
+    ));
+    v.extend(per_case(
+        &["sh6", "sh8"],
+        0.35,
+        "sh6, sh8 time <= 0.35 x glibc",
+    ));
+    v.extend(per_case(
+        &["larson", "larson-4k"],
+        0.60,
+        "larson time <= 0.6 x glibc",
+    ));
+    v.extend(per_case(
+        &["tight", "tight-N"],
+        0.50,
+        "tight loop time <= 0.5 x glibc",
+    ));
     if let Some(g) = s.mem_geomean[ti] {
         v.push(Target {
             name: "peak RSS geomean vs glibc (issue 18)".into(),
@@ -146,13 +162,20 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
         .filter(|w| w.starts_with("larson"))
         .collect();
     if !larsons.is_empty() {
-        let _ = writeln!(out, "Throughput: million operations (a free and a malloc) per second");
+        let _ = writeln!(
+            out,
+            "Throughput: million operations (a free and a malloc) per second"
+        );
         let _ = write!(out, "{:<15}{:>4}{:>11}", "shape", "thr", "glibc");
         for &i in &others {
             let _ = write!(out, "{:>12}", s.allocators[i]);
         }
         out.push('\n');
-        for (w, t) in s.cases.iter().filter(|(w, _)| larsons.contains(&w.as_str())) {
+        for (w, t) in s
+            .cases
+            .iter()
+            .filter(|(w, _)| larsons.contains(&w.as_str()))
+        {
             let mops = |a: &str| find(w, a).and_then(|c| c.ops_per_s()).map(|x| x / 1e6);
             let _ = write!(out, "{w:<15}{t:>4}{:>11}", cell(mops(REFERENCE)));
             for &i in &others {
@@ -287,7 +310,10 @@ pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
         .cells
         .iter()
         .map(|c| {
-            let ci = s.cases.iter().position(|(w, t)| *w == c.entry && *t == c.threads);
+            let ci = s
+                .cases
+                .iter()
+                .position(|(w, t)| *w == c.entry && *t == c.threads);
             let ai = s.allocators.iter().position(|a| *a == c.door);
             let (tr, mr) = match (ci, ai) {
                 (Some(ci), Some(ai)) => (s.time[ci][ai], s.mem[ci][ai]),

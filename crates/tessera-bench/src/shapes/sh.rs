@@ -103,7 +103,11 @@ impl Shape for ShBench {
                     }
                     inboxes[next].lock().unwrap().append(&mut outgoing);
                 }
-                for s in run.iter().step_by(2).chain(run.iter().skip(1).step_by(2).rev()) {
+                for s in run
+                    .iter()
+                    .step_by(2)
+                    .chain(run.iter().skip(1).step_by(2).rev())
+                {
                     if s.ptr != 0 {
                         sum = sum.wrapping_add(s.release(a, self.name()));
                     }

@@ -79,7 +79,10 @@ impl Shape for Tight {
                     // SAFETY: the live block written above.
                     let v = unsafe { p.cast::<u64>().read_volatile() };
                     if v != tag ^ k as u64 {
-                        panic!("{}: block {p:p} ({size} bytes) lost its contents in tight", a.name());
+                        panic!(
+                            "{}: block {p:p} ({size} bytes) lost its contents in tight",
+                            a.name()
+                        );
                     }
                     sum = sum.wrapping_add(v ^ size as u64);
                     // SAFETY: a live block of `a`, freed once.
