@@ -342,6 +342,7 @@ fn run_shapes(opts: &DoorOptions) -> Result<ExitCode, String> {
     );
     print_doors(&plan.doors);
     println!();
+    let load_start = shapes::report::loadavg();
     let outcomes = plan.run()?;
     let results = shapes::report::as_results(&outcomes);
     let summary = report::Summary::new(&results);
@@ -368,6 +369,7 @@ fn run_shapes(opts: &DoorOptions) -> Result<ExitCode, String> {
                 )
             })
             .collect(),
+        load_start,
     };
     let json = shapes::report::json(&outcomes, &summary, &targets, &meta);
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
@@ -417,10 +419,12 @@ fn run_service(opts: &DoorOptions) -> Result<ExitCode, String> {
     );
     print_doors(&plan.doors);
     println!();
+    let load_start = shapes::report::loadavg();
     let outcomes = plan.run()?;
     let targets = service::targets(&outcomes);
     print!("{}", service::table(&outcomes, &plan, &targets));
-    let json = service::json_doc(&outcomes, &plan, &targets, opts.quick);
+    let mut json = service::json_doc(&outcomes, &plan, &targets, opts.quick);
+    json["config"]["loadavg_start"] = load_start.into();
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
     write_file(&opts.json, &text)?;
     write_file(&opts.svg, &service::plot(&outcomes, &plan))?;

@@ -113,11 +113,44 @@ pub fn targets(s: &Summary) -> Vec<Target> {
     v
 }
 
+/// CPU-time ratios to glibc: `rows[case][allocator]` and the geometric
+/// mean per allocator (same order as the [`Summary`]).
+pub struct CpuRatios {
+    /// Ratio per case and allocator.
+    pub rows: Vec<Vec<Option<f64>>>,
+    /// Geometric mean per allocator.
+    pub geomean: Vec<Option<f64>>,
+}
+
+/// The CPU-time ratios of a run.
+pub fn cpu_ratios(o: &Outcomes, s: &Summary) -> CpuRatios {
+    let find = |w: &str, a: &str| o.cells.iter().find(|c| c.entry == w && c.door == a);
+    let rows: Vec<Vec<Option<f64>>> = s
+        .cases
+        .iter()
+        .map(|(w, _)| {
+            let g = find(w, REFERENCE).and_then(|c| c.cpu());
+            s.allocators
+                .iter()
+                .map(|a| match (find(w, a).and_then(|c| c.cpu()), g) {
+                    (Some(x), Some(g)) if g > 0.0 => Some(x / g),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let geomean = (0..s.allocators.len())
+        .map(|ai| crate::report::geomean(rows.iter().filter_map(|r| r[ai])))
+        .collect();
+    CpuRatios { rows, geomean }
+}
+
 fn cell(x: Option<f64>) -> String {
     x.map_or("-  ".into(), |x| format!("{x:.2} "))
 }
 
-/// The text table: time, throughput, peak memory, then the targets.
+/// The text table: time, CPU time, throughput, peak memory, then the
+/// targets.
 pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> String {
     let mut out = String::new();
     let others: Vec<usize> = (0..s.allocators.len())
@@ -152,6 +185,31 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
     let _ = write!(out, "{:<15}{:>4}{:>11}", "geomean", "", "");
     for &i in &others {
         let _ = write!(out, "{:>12}", cell(s.time_geomean[i]));
+    }
+    out.push_str("\n\n");
+
+    let cpu = cpu_ratios(o, s);
+    let _ = writeln!(
+        out,
+        "CPU time: user + system of the whole process (start-up included), median, ratio to glibc;\n\
+         less disturbed than wall time when other jobs share the machine; glibc column in ms"
+    );
+    header(&mut out, "glibc ms");
+    for (ci, (w, t)) in s.cases.iter().enumerate() {
+        let g = find(w, REFERENCE).and_then(|c| c.cpu());
+        let _ = write!(
+            out,
+            "{w:<15}{t:>4}{:>11}",
+            g.map_or("-".into(), |g| format!("{:.1}", g * 1e3))
+        );
+        for &i in &others {
+            let _ = write!(out, "{:>12}", cell(cpu.rows[ci][i]));
+        }
+        out.push('\n');
+    }
+    let _ = write!(out, "{:<15}{:>4}{:>11}", "geomean", "", "");
+    for &i in &others {
+        let _ = write!(out, "{:>12}", cell(cpu.geomean[i]));
     }
     out.push_str("\n\n");
 
@@ -252,6 +310,16 @@ pub struct Meta {
     pub doors: Vec<Door>,
     /// (name, about, threads, kind) per entry.
     pub entries: Vec<(String, String, usize, &'static str)>,
+    /// `/proc/loadavg` when the run started.
+    pub load_start: String,
+}
+
+/// `/proc/loadavg`, trimmed.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Environment variables that change an allocator's behaviour, as set for
@@ -277,7 +345,7 @@ pub fn host() -> Value {
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default().trim(),
-        "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "loadavg": loadavg(),
     })
 }
 
@@ -306,6 +374,7 @@ pub fn unix_time() -> u64 {
 /// The JSON document (schema `tessera-bench-shapes/1`, described in the
 /// crate README).
 pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
+    let cpu = cpu_ratios(o, s);
     let results: Vec<Value> = o
         .cells
         .iter()
@@ -315,9 +384,9 @@ pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
                 .iter()
                 .position(|(w, t)| *w == c.entry && *t == c.threads);
             let ai = s.allocators.iter().position(|a| *a == c.door);
-            let (tr, mr) = match (ci, ai) {
-                (Some(ci), Some(ai)) => (s.time[ci][ai], s.mem[ci][ai]),
-                _ => (None, None),
+            let (tr, mr, cr) = match (ci, ai) {
+                (Some(ci), Some(ai)) => (s.time[ci][ai], s.mem[ci][ai], cpu.rows[ci][ai]),
+                _ => (None, None, None),
             };
             json!({
                 "shape": c.entry,
@@ -332,6 +401,7 @@ pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
                 "median_peak_bytes": c.peak(),
                 "ops_per_s": opt(c.ops_per_s()),
                 "time_ratio": opt(tr),
+                "cpu_ratio": opt(cr),
                 "mem_ratio": opt(mr),
                 "checksum": c.runs.first().map(|r| format!("{:#x}", r.checksum)),
             })
@@ -354,6 +424,7 @@ pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
             "cores": m.cores,
             "quick": m.quick,
             "wall_s": o.wall,
+            "loadavg_start": m.load_start,
             "reference": REFERENCE,
             "door": "LD_PRELOAD (glibc: none)",
             "env": allocator_env().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
@@ -365,6 +436,7 @@ pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
         "results": results,
         "geomean": {
             "time_ratio": per_alloc(&s.time_geomean),
+            "cpu_ratio": per_alloc(&cpu.geomean),
             "mem_ratio": per_alloc(&s.mem_geomean),
             "tessera_vs_mimalloc_time": opt(s.tessera_vs_mimalloc),
         },
