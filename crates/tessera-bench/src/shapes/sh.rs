@@ -10,13 +10,16 @@
 //! then the rest backwards. In `sh8` every fourth block of a run is handed
 //! to the next thread, which frees it at the start of its own next run, so
 //! a quarter of all frees are of another thread's blocks, arriving while
-//! their owner keeps allocating.
+//! their owner keeps allocating. A thread more than two runs ahead of the
+//! next one waits for it (freeing its own incoming blocks meanwhile), so
+//! the blocks in flight are bounded whatever the scheduler does.
 
 use super::{Outcome, Shape};
 use crate::alloc::RawAlloc;
 use crate::rng::Rng;
 use crate::workloads::{on_threads, tag_of, Params, Slot};
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// The shape; `cross` makes it `sh8`.
 pub struct ShBench {
@@ -35,6 +38,8 @@ const RUNS: usize = 300;
 /// Every `HANDOFF`-th block (index % HANDOFF == HANDOFF - 1) goes to the
 /// next thread in `sh8`.
 const HANDOFF: usize = 4;
+/// Blocks an inbox may hold before its sender waits: two runs' hand-offs.
+const MAIL_LIMIT: usize = 2 * RUN / HANDOFF;
 
 /// The sizes of one run: the ladder, cycled.
 fn run_sizes() -> Vec<u32> {
@@ -73,7 +78,7 @@ impl Shape for ShBench {
         let runs = p.ops(RUNS);
         let sizes = run_sizes();
         let inboxes: Vec<Mutex<Vec<Slot>>> = (0..t).map(|_| Mutex::new(Vec::new())).collect();
-        let done = Barrier::new(t);
+        let finished = AtomicUsize::new(0);
         let checksum = on_threads(t, |me| {
             let mut rng = Rng::new(0x5686_0000 + me as u64);
             let mut sum = 0u64;
@@ -101,6 +106,15 @@ impl Shape for ShBench {
                             s.ptr = 0;
                         }
                     }
+                    // A thread that runs ahead waits (freeing its own
+                    // mail meanwhile, so a ring of waiters cannot lock up)
+                    // until its neighbour has caught up: the blocks in
+                    // flight, and so the peak memory, stay bounded
+                    // whatever the scheduler does.
+                    while inboxes[next].lock().unwrap().len() >= MAIL_LIMIT {
+                        take_mail(&mut sum, &mut incoming);
+                        std::thread::yield_now();
+                    }
                     inboxes[next].lock().unwrap().append(&mut outgoing);
                 }
                 for s in run
@@ -114,8 +128,14 @@ impl Shape for ShBench {
                 }
                 run.clear();
             }
-            // Everyone has sent everything: free what is left in the box.
-            done.wait();
+            // Keep freeing incoming blocks until every thread has sent its
+            // last ones (a sender may be waiting for this box to drain),
+            // then free what is left.
+            finished.fetch_add(1, Ordering::AcqRel);
+            while finished.load(Ordering::Acquire) < t {
+                take_mail(&mut sum, &mut incoming);
+                std::thread::yield_now();
+            }
             take_mail(&mut sum, &mut incoming);
             sum
         });
