@@ -175,7 +175,7 @@ USAGE: tessera-bench shapes [OPTIONS]     the field's workload shapes and real p
        tessera-bench service [OPTIONS]    the service workload: RSS between bursts and when idle (issue 18)
 
   --quick             smoke run: shapes scale 0.05, 1 rep; service scale 0.1, 1 rep, idle 0.3 s
-  --reps N            processes per allocator and shape [default: shapes 5, service 3]
+  --reps N            processes per allocator and shape [default: 5]
   --scale F           multiplies the operation counts [default: 1]
   --only LIST         shapes to run, comma-separated (see --list; shapes only)
   --allocators LIST   glibc (always added), tessera, mimalloc, jemalloc, tcmalloc, jemalloc-bg
@@ -311,8 +311,7 @@ impl DoorOptions {
         o.quick = quick;
         o.reps = reps.unwrap_or(match (quick, service) {
             (true, _) => 1,
-            (false, false) => 5,
-            (false, true) => 3,
+            (false, _) => 5,
         });
         o.scale = scale.unwrap_or(match (quick, service) {
             (false, _) => 1.0,
