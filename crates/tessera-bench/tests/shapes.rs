@@ -230,3 +230,46 @@ fn a_failed_preload_is_a_problem() {
     assert!(stdout.contains("Problems:"), "{stdout}");
     assert!(stdout.contains("fake"), "{stdout}");
 }
+
+/// A second build given as `NAME=PATH` is compared with Tessera in the
+/// table and the JSON (here the same library under another name).
+#[test]
+fn a_second_build_is_compared() {
+    let lib = PathBuf::from(env!("CARGO_BIN_EXE_tessera-bench"))
+        .parent()
+        .unwrap()
+        .join("libtessera.so");
+    let json = tmp("compare.json");
+    let stdout = run_ok(
+        bench()
+            .args([
+                "shapes",
+                "--only",
+                "sh6,tight",
+                "--scale",
+                "0.005",
+                "--reps",
+                "1",
+            ])
+            .args(["--no-progress", "--allocators"])
+            // `tessera` first: resolving it builds the library the second
+            // name points at.
+            .arg(format!("tessera,again={}", lib.display()))
+            .arg("--json")
+            .arg(&json)
+            .arg("--svg")
+            .arg(tmp("compare.svg")),
+    );
+    assert!(
+        stdout.contains("Tessera vs again: time geomean"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let c = &v["comparisons"][0];
+    assert_eq!(c["other"], "again");
+    for k in ["time_ratio", "cpu_ratio", "peak_ratio"] {
+        assert!(c[k].as_f64().unwrap() > 0.0, "{k}: {c}");
+    }
+    assert!(["sh6", "tight"].contains(&c["worst_peak"]["shape"].as_str().unwrap()));
+}

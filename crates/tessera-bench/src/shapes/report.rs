@@ -145,6 +145,76 @@ pub fn cpu_ratios(o: &Outcomes, s: &Summary) -> CpuRatios {
     CpuRatios { rows, geomean }
 }
 
+/// Tessera against another build given as `NAME=PATH` (for example the
+/// library of main): geometric means of the per-shape ratios tessera /
+/// NAME, and the shape where Tessera's peak memory grew most.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    /// The other door's name.
+    pub other: String,
+    /// Geomean of tessera's median time over the other's.
+    pub time: Option<f64>,
+    /// The same for CPU time.
+    pub cpu: Option<f64>,
+    /// The same for peak memory.
+    pub peak: Option<f64>,
+    /// The shape with the largest peak-memory ratio, and that ratio.
+    pub worst_peak: Option<(String, f64)>,
+}
+
+impl Comparison {
+    /// One line for the table.
+    pub fn line(&self) -> String {
+        let f = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
+        let worst = self.worst_peak.as_ref().map_or(String::new(), |(w, x)| {
+            format!("; largest peak-RSS ratio {x:.2} ({w})")
+        });
+        format!(
+            "Tessera vs {}: time geomean {}, CPU {}, peak RSS {}{worst}",
+            self.other,
+            f(self.time),
+            f(self.cpu),
+            f(self.peak)
+        )
+    }
+}
+
+/// A [`Comparison`] with every door that is not one of the known
+/// allocators (`NAME=PATH` builds), when Tessera took part.
+pub fn comparisons(o: &Outcomes, s: &Summary) -> Vec<Comparison> {
+    if !s.allocators.iter().any(|a| a == "tessera") {
+        return Vec::new();
+    }
+    let find = |w: &str, a: &str| o.cells.iter().find(|c| c.entry == w && c.door == a);
+    s.allocators
+        .iter()
+        .filter(|a| !crate::preload::KNOWN.contains(&a.as_str()))
+        .map(|other| {
+            let ratios = |f: &dyn Fn(&super::plan::Cell) -> Option<f64>| -> Vec<(String, f64)> {
+                s.cases
+                    .iter()
+                    .filter_map(|(w, _)| {
+                        let a = f(find(w, "tessera")?)?;
+                        let b = f(find(w, other)?)?;
+                        (b > 0.0).then(|| (w.clone(), a / b))
+                    })
+                    .collect()
+            };
+            let gm = |v: &[(String, f64)]| crate::report::geomean(v.iter().map(|x| x.1));
+            let time = ratios(&|c| c.time());
+            let cpu = ratios(&|c| c.cpu());
+            let peak = ratios(&|c| c.peak().map(|p| p as f64));
+            Comparison {
+                other: other.clone(),
+                time: gm(&time),
+                cpu: gm(&cpu),
+                peak: gm(&peak),
+                worst_peak: peak.iter().cloned().max_by(|a, b| a.1.total_cmp(&b.1)),
+            }
+        })
+        .collect()
+}
+
 fn cell(x: Option<f64>) -> String {
     x.map_or("-  ".into(), |x| format!("{x:.2} "))
 }
@@ -270,6 +340,9 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
 
     if let Some(x) = s.tessera_vs_mimalloc {
         let _ = writeln!(out, "Tessera vs mimalloc, time geomean: {x:.2}");
+    }
+    for c in comparisons(o, s) {
+        let _ = writeln!(out, "{}", c.line());
     }
     if !targets.is_empty() {
         let _ = writeln!(out, "Targets (measurements, not tests):");
@@ -440,6 +513,11 @@ pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
             "mem_ratio": per_alloc(&s.mem_geomean),
             "tessera_vs_mimalloc_time": opt(s.tessera_vs_mimalloc),
         },
+        "comparisons": comparisons(o, s).iter().map(|c| json!({
+            "other": c.other, "time_ratio": opt(c.time), "cpu_ratio": opt(c.cpu),
+            "peak_ratio": opt(c.peak),
+            "worst_peak": c.worst_peak.as_ref().map(|(w, x)| json!({"shape": w, "ratio": x})),
+        })).collect::<Vec<_>>(),
         "targets": targets.iter().map(|t| json!({
             "name": t.name, "value": t.value, "limit": t.limit,
             "pass": t.pass(), "offenders": t.offenders,
