@@ -23,6 +23,9 @@ USAGE: tessera-bench [OPTIONS]
   --list              list workloads and allocators and exit
   -h, --help          this text
 
+Also: `tessera-bench shapes --help` and `tessera-bench service --help`: the field's workload
+shapes and the service workload, every allocator through LD_PRELOAD, each run a process.
+
 Internal: --child WORKLOAD ALLOCATOR THREADS measures one run's peak memory.";
 
 /// Parsed options.
