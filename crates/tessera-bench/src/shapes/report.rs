@@ -113,6 +113,43 @@ pub fn targets(s: &Summary) -> Vec<Target> {
     v
 }
 
+/// The spread of one cell's repetitions, (max - min) / median of its
+/// times; None with fewer than two runs.
+pub fn spread(c: &super::plan::Cell) -> Option<f64> {
+    let t: Vec<f64> = c.runs.iter().map(|r| r.time).collect();
+    if t.len() < 2 {
+        return None;
+    }
+    let (lo, hi) = t
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    let m = crate::harness::median(&t);
+    (m > 0.0).then(|| (hi - lo) / m)
+}
+
+/// One line on how much the repetitions of a cell disagreed: the median
+/// and the largest spread over all cells. A ratio between two allocators
+/// is not to be trusted much below these.
+pub fn noise_line(o: &Outcomes) -> Option<String> {
+    let mut v: Vec<(f64, String)> = o
+        .cells
+        .iter()
+        .filter_map(|c| spread(c).map(|x| (x, format!("{} {}", c.entry, c.door))))
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let med = crate::harness::median(&v.iter().map(|x| x.0).collect::<Vec<_>>());
+    let (worst, which) = v.last().expect("non-empty");
+    Some(format!(
+        "Noise: the repetitions of a cell spread (max - min) / median by {:.0}% (median over cells), \
+         at most {:.0}% ({which})",
+        med * 100.0,
+        worst * 100.0
+    ))
+}
+
 /// CPU-time ratios to glibc: `rows[case][allocator]` and the geometric
 /// mean per allocator (same order as the [`Summary`]).
 pub struct CpuRatios {
@@ -258,6 +295,9 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
     }
     out.push_str("\n\n");
 
+    if let Some(line) = noise_line(o) {
+        let _ = writeln!(out, "{line}\n");
+    }
     let cpu = cpu_ratios(o, s);
     let _ = writeln!(
         out,
@@ -473,6 +513,7 @@ pub fn json(o: &Outcomes, s: &Summary, targets: &[Target], m: &Meta) -> Value {
                 "median_cpu_s": opt(c.cpu()),
                 "median_peak_bytes": c.peak(),
                 "ops_per_s": opt(c.ops_per_s()),
+                "time_spread": opt(spread(c)),
                 "time_ratio": opt(tr),
                 "cpu_ratio": opt(cr),
                 "mem_ratio": opt(mr),
