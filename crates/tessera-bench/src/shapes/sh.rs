@@ -40,6 +40,10 @@ const RUNS: usize = 300;
 const HANDOFF: usize = 4;
 /// Blocks an inbox may hold before its sender waits: two runs' hand-offs.
 const MAIL_LIMIT: usize = 2 * RUN / HANDOFF;
+/// How long a waiting thread sleeps between looks at the boxes: sleeping,
+/// not spinning, so that a waiting thread leaves the cores to the threads
+/// still at work.
+const PAUSE: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// The sizes of one run: the ladder, cycled.
 fn run_sizes() -> Vec<u32> {
@@ -113,7 +117,7 @@ impl Shape for ShBench {
                     // whatever the scheduler does.
                     while inboxes[next].lock().unwrap().len() >= MAIL_LIMIT {
                         take_mail(&mut sum, &mut incoming);
-                        std::thread::yield_now();
+                        std::thread::sleep(PAUSE);
                     }
                     inboxes[next].lock().unwrap().append(&mut outgoing);
                 }
@@ -128,15 +132,17 @@ impl Shape for ShBench {
                 }
                 run.clear();
             }
-            // Keep freeing incoming blocks until every thread has sent its
-            // last ones (a sender may be waiting for this box to drain),
-            // then free what is left.
-            finished.fetch_add(1, Ordering::AcqRel);
-            while finished.load(Ordering::Acquire) < t {
+            if self.cross {
+                // Keep freeing incoming blocks until every thread has sent
+                // its last ones (a sender may be waiting for this box to
+                // drain), then free what is left.
+                finished.fetch_add(1, Ordering::AcqRel);
+                while finished.load(Ordering::Acquire) < t {
+                    take_mail(&mut sum, &mut incoming);
+                    std::thread::sleep(PAUSE);
+                }
                 take_mail(&mut sum, &mut incoming);
-                std::thread::yield_now();
             }
-            take_mail(&mut sum, &mut incoming);
             sum
         });
         Outcome {
