@@ -263,10 +263,12 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
     let others: Vec<usize> = (0..s.allocators.len())
         .filter(|&i| s.allocators[i] != REFERENCE)
         .collect();
+    // Columns wide enough for long names such as `main-65069d7`.
+    let width: Vec<usize> = s.allocators.iter().map(|a| (a.len() + 2).max(12)).collect();
     let header = |out: &mut String, unit: &str| {
         let _ = write!(out, "{:<15}{:>4}{:>11}", "shape", "thr", unit);
         for &i in &others {
-            let _ = write!(out, "{:>12}", s.allocators[i]);
+            let _ = write!(out, "{:>w$}", s.allocators[i], w = width[i]);
         }
         out.push('\n');
     };
@@ -285,13 +287,13 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
             g.map_or("-".into(), |g| format!("{:.1}", g * 1e3))
         );
         for &i in &others {
-            let _ = write!(out, "{:>12}", cell(s.time[ci][i]));
+            let _ = write!(out, "{:>w$}", cell(s.time[ci][i]), w = width[i]);
         }
         out.push('\n');
     }
     let _ = write!(out, "{:<15}{:>4}{:>11}", "geomean", "", "");
     for &i in &others {
-        let _ = write!(out, "{:>12}", cell(s.time_geomean[i]));
+        let _ = write!(out, "{:>w$}", cell(s.time_geomean[i]), w = width[i]);
     }
     out.push_str("\n\n");
 
@@ -313,13 +315,13 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
             g.map_or("-".into(), |g| format!("{:.1}", g * 1e3))
         );
         for &i in &others {
-            let _ = write!(out, "{:>12}", cell(cpu.rows[ci][i]));
+            let _ = write!(out, "{:>w$}", cell(cpu.rows[ci][i]), w = width[i]);
         }
         out.push('\n');
     }
     let _ = write!(out, "{:<15}{:>4}{:>11}", "geomean", "", "");
     for &i in &others {
-        let _ = write!(out, "{:>12}", cell(cpu.geomean[i]));
+        let _ = write!(out, "{:>w$}", cell(cpu.geomean[i]), w = width[i]);
     }
     out.push_str("\n\n");
 
@@ -336,7 +338,7 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
         );
         let _ = write!(out, "{:<15}{:>4}{:>11}", "shape", "thr", "glibc");
         for &i in &others {
-            let _ = write!(out, "{:>12}", s.allocators[i]);
+            let _ = write!(out, "{:>w$}", s.allocators[i], w = width[i]);
         }
         out.push('\n');
         for (w, t) in s
@@ -347,7 +349,7 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
             let mops = |a: &str| find(w, a).and_then(|c| c.ops_per_s()).map(|x| x / 1e6);
             let _ = write!(out, "{w:<15}{t:>4}{:>11}", cell(mops(REFERENCE)));
             for &i in &others {
-                let _ = write!(out, "{:>12}", cell(mops(&s.allocators[i])));
+                let _ = write!(out, "{:>w$}", cell(mops(&s.allocators[i])), w = width[i]);
             }
             out.push('\n');
         }
@@ -368,13 +370,13 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
             g.map_or("-".into(), |g| format!("{:.1}", g as f64 / 1048576.0))
         );
         for &i in &others {
-            let _ = write!(out, "{:>12}", cell(s.mem[ci][i]));
+            let _ = write!(out, "{:>w$}", cell(s.mem[ci][i]), w = width[i]);
         }
         out.push('\n');
     }
     let _ = write!(out, "{:<15}{:>4}{:>11}", "geomean", "", "");
     for &i in &others {
-        let _ = write!(out, "{:>12}", cell(s.mem_geomean[i]));
+        let _ = write!(out, "{:>w$}", cell(s.mem_geomean[i]), w = width[i]);
     }
     out.push_str("\n\n");
 
