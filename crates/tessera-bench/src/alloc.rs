@@ -112,6 +112,44 @@ impl RawAlloc for Glibc {
     }
 }
 
+/// Whatever `malloc` this process's dynamic loader bound: glibc's, or the
+/// library put in front of it by `LD_PRELOAD`. The shapes and the service
+/// workload run through this in their child processes ([`crate::preload`]).
+/// Not in [`all`]: in the suite's own process it is simply glibc.
+pub struct ProcessMalloc;
+
+impl RawAlloc for ProcessMalloc {
+    fn name(&self) -> &'static str {
+        "malloc"
+    }
+    #[inline]
+    unsafe fn malloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: plain libc call (bound to the preloaded library, if any).
+        unsafe { libc::malloc(size).cast() }
+    }
+    #[inline]
+    unsafe fn free(&self, p: *mut u8, _size: usize) {
+        // SAFETY: `p` is a live block of this process's malloc (caller).
+        unsafe { libc::free(p.cast()) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, _old: usize, new: usize) -> *mut u8 {
+        // SAFETY: `p` is a live block of this process's malloc (caller).
+        unsafe { libc::realloc(p.cast(), new).cast() }
+    }
+    #[inline]
+    unsafe fn calloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: plain libc call.
+        unsafe { libc::calloc(1, size).cast() }
+    }
+    fn describe(&self) -> String {
+        format!(
+            "this process's malloc, from {}",
+            crate::preload::malloc_object()
+        )
+    }
+}
+
 /// Tessera's process-wide allocator, `tessera::global`.
 pub struct Tessera;
 

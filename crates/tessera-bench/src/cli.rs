@@ -23,6 +23,9 @@ USAGE: tessera-bench [OPTIONS]
   --list              list workloads and allocators and exit
   -h, --help          this text
 
+Also: `tessera-bench shapes --help` and `tessera-bench service --help`: the field's workload
+shapes and the service workload, every allocator through LD_PRELOAD, each run a process.
+
 Internal: --child WORKLOAD ALLOCATOR THREADS measures one run's peak memory.";
 
 /// Parsed options.
@@ -167,6 +170,179 @@ impl Options {
     }
 }
 
+/// Usage of `tessera-bench shapes` and `tessera-bench service`.
+pub const DOOR_USAGE: &str = "\
+tessera-bench shapes | service: every allocator through the same door (LD_PRELOAD)
+
+USAGE: tessera-bench shapes [OPTIONS]     the field's workload shapes and real programs (issue 17)
+       tessera-bench service [OPTIONS]    the service workload: RSS between bursts and when idle (issue 18)
+
+  --quick             smoke run: shapes scale 0.05, 1 rep; service scale 0.1, 1 rep, idle 0.3 s
+  --reps N            processes per allocator and shape [default: 5]
+  --scale F           multiplies the operation counts [default: 1]
+  --only LIST         shapes to run, comma-separated (see --list; shapes only)
+  --allocators LIST   glibc (always added), tessera, mimalloc, jemalloc, tcmalloc, jemalloc-bg
+                      or NAME=PATH.so [default: all but jemalloc-bg; service: all]
+  --cores N           cores the thread counts are derived from [default: this machine's]
+  --idle SECONDS      the service's idle period [default: 3]
+  --tessera-lib PATH  preload this libtessera.so as `tessera` (also $TESSERA_LIB)
+  --no-build          do not run `cargo build -p tessera-capi` first; use the library as it is
+  --json FILE         results [default: $CARGO_TARGET_DIR/bench/{shapes,service}.json, else target/bench/]
+  --svg FILE          chart [default: next to the JSON, shapes.svg / service-rss.svg]
+  --no-progress       no progress bar
+  --list              list shapes and allocators and exit
+  -h, --help          this text";
+
+/// Which door command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoorCommand {
+    /// `tessera-bench shapes`.
+    Shapes,
+    /// `tessera-bench service`.
+    Service,
+}
+
+/// Options of `shapes` and `service`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DoorOptions {
+    /// The command.
+    pub command: DoorCommand,
+    /// `--quick`.
+    pub quick: bool,
+    /// Repetitions.
+    pub reps: usize,
+    /// Scale.
+    pub scale: f64,
+    /// Selected shapes (empty = all).
+    pub only: Vec<String>,
+    /// Selected allocators (empty = the command's default).
+    pub allocators: Vec<String>,
+    /// Cores.
+    pub cores: usize,
+    /// The service's idle period.
+    pub idle: std::time::Duration,
+    /// How to get libtessera.so.
+    pub tessera: crate::preload::TesseraLib,
+    /// JSON path.
+    pub json: PathBuf,
+    /// SVG path.
+    pub svg: PathBuf,
+    /// Progress bar.
+    pub progress: bool,
+    /// `--list`.
+    pub list: bool,
+    /// `--help`.
+    pub help: bool,
+}
+
+impl DoorOptions {
+    /// Parses `shapes ...` or `service ...` (the command word first).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<DoorOptions, String> {
+        use crate::preload::TesseraLib;
+        let mut it = args.into_iter();
+        let command = match it.next().as_deref() {
+            Some("shapes") => DoorCommand::Shapes,
+            Some("service") => DoorCommand::Service,
+            other => return Err(format!("expected `shapes` or `service`, got {other:?}")),
+        };
+        let service = command == DoorCommand::Service;
+        let (mut quick, mut reps, mut scale, mut idle) = (false, None, None, None);
+        let (mut json, mut svg, mut lib, mut no_build) = (None, None, None, false);
+        let mut o = DoorOptions {
+            command,
+            quick: false,
+            reps: 0,
+            scale: 0.0,
+            only: Vec::new(),
+            allocators: Vec::new(),
+            cores: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            idle: std::time::Duration::ZERO,
+            tessera: TesseraLib::Build,
+            json: PathBuf::new(),
+            svg: PathBuf::new(),
+            progress: true,
+            list: false,
+            help: false,
+        };
+        let positive = |name: &str, v: &str| -> Result<f64, String> {
+            match v.parse::<f64>() {
+                Ok(f) if f > 0.0 && f.is_finite() => Ok(f),
+                _ => Err(format!("{name}: `{v}` is not a positive number")),
+            }
+        };
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+            match a.as_str() {
+                "--quick" => quick = true,
+                "--reps" => {
+                    let v = value("--reps")?;
+                    match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => reps = Some(n),
+                        _ => return Err(format!("--reps: `{v}` is not a positive number")),
+                    }
+                }
+                "--scale" => scale = Some(positive("--scale", &value("--scale")?)?),
+                "--idle" => {
+                    let v = value("--idle")?;
+                    match v.parse::<f64>() {
+                        Ok(f) if (0.0..=600.0).contains(&f) => idle = Some(f),
+                        _ => return Err(format!("--idle: `{v}` is not 0-600 seconds")),
+                    }
+                }
+                "--cores" => {
+                    let v = value("--cores")?;
+                    match v.parse::<usize>() {
+                        Ok(n) if (1..=256).contains(&n) => o.cores = n,
+                        _ => return Err(format!("--cores: bad count `{v}`")),
+                    }
+                }
+                "--only" => o.only.extend(list(&value("--only")?)),
+                "--allocators" => o.allocators.extend(list(&value("--allocators")?)),
+                "--tessera-lib" => lib = Some(PathBuf::from(value("--tessera-lib")?)),
+                "--no-build" => no_build = true,
+                "--json" => json = Some(PathBuf::from(value("--json")?)),
+                "--svg" => svg = Some(PathBuf::from(value("--svg")?)),
+                "--no-progress" => o.progress = false,
+                "--list" => o.list = true,
+                "-h" | "--help" => o.help = true,
+                other => return Err(format!("unknown option `{other}` (see --help)")),
+            }
+        }
+        if service && !o.only.is_empty() {
+            return Err("--only is for `shapes`".into());
+        }
+        o.quick = quick;
+        o.reps = reps.unwrap_or(match (quick, service) {
+            (true, _) => 1,
+            (false, _) => 5,
+        });
+        o.scale = scale.unwrap_or(match (quick, service) {
+            (false, _) => 1.0,
+            (true, false) => 0.05,
+            (true, true) => 0.1,
+        });
+        o.idle = std::time::Duration::from_secs_f64(idle.unwrap_or(if quick { 0.3 } else { 3.0 }));
+        let env_lib = std::env::var_os("TESSERA_LIB").map(PathBuf::from);
+        o.tessera = match (lib.or(env_lib), no_build) {
+            (Some(p), _) => TesseraLib::Given(p),
+            (None, true) => TesseraLib::Existing,
+            (None, false) => TesseraLib::Build,
+        };
+        let (jname, sname) = if service {
+            ("service.json", "service-rss.svg")
+        } else {
+            ("shapes.json", "shapes.svg")
+        };
+        o.json = json.unwrap_or_else(|| default_dir().join(jname));
+        o.svg = svg.unwrap_or_else(|| {
+            o.json
+                .parent()
+                .map_or_else(|| PathBuf::from(sname), |d| d.join(sname))
+        });
+        Ok(o)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +378,26 @@ mod tests {
         let c = parse("--child larson glibc 2 --scale 0.5").unwrap();
         assert_eq!(c.child, Some(("larson".into(), "glibc".into(), 2)));
         assert_eq!(c.scale, 0.5);
+    }
+
+    #[test]
+    fn door_options() {
+        let p = |s: &str| DoorOptions::parse(s.split_whitespace().map(String::from));
+        let o = p("shapes").unwrap();
+        assert_eq!((o.reps, o.scale, o.quick), (5, 1.0, false));
+        assert!(o.json.ends_with("shapes.json") && o.svg.ends_with("shapes.svg"));
+        let q = p("service --quick --allocators tessera,x=/a.so --json d/s.json").unwrap();
+        assert_eq!((q.reps, q.scale), (1, 0.1));
+        assert_eq!(q.idle, std::time::Duration::from_millis(300));
+        assert_eq!(q.allocators, ["tessera", "x=/a.so"]);
+        assert_eq!(q.svg, PathBuf::from("d/service-rss.svg"));
+        assert!(p("service --only sh6").is_err());
+        assert!(p("shapes --reps 0").is_err());
+        assert!(p("other").is_err());
+        let g = p("shapes --tessera-lib /x/libtessera.so").unwrap();
+        assert_eq!(
+            g.tessera,
+            crate::preload::TesseraLib::Given(PathBuf::from("/x/libtessera.so"))
+        );
     }
 }

@@ -12,7 +12,10 @@
 //! - [`harness`] (time, in process) and [`mem`] (peak memory, in a child);
 //! - [`report`] (ratios, targets, table, JSON) and [`svg`] (the chart);
 //! - [`cli`]: the options of the `tessera-bench` binary;
-//! - [`patterns`]: the core-only criterion benchmark's patterns (`benches/core.rs`).
+//! - [`patterns`]: the core-only criterion benchmark's patterns (`benches/core.rs`);
+//! - [`preload`], [`proc`], [`shapes`], [`service`]: `tessera-bench shapes`
+//!   and `tessera-bench service`, every allocator through the same door
+//!   (`LD_PRELOAD`), each run a separate process.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -22,7 +25,11 @@ pub mod cli;
 pub mod harness;
 pub mod mem;
 pub mod patterns;
+pub mod preload;
+pub mod proc;
 pub mod report;
 pub mod rng;
+pub mod service;
+pub mod shapes;
 pub mod svg;
 pub mod workloads;

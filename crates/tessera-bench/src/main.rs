@@ -8,13 +8,20 @@
 use std::path::Path;
 use std::process::ExitCode;
 use tessera_bench::alloc::{self, RawAlloc};
-use tessera_bench::cli::{Options, USAGE};
+use tessera_bench::cli::{DoorCommand, DoorOptions, Options, DOOR_USAGE, USAGE};
 use tessera_bench::harness::Plan;
 use tessera_bench::workloads::{self, Params, TraceReplay, Workload};
-use tessera_bench::{mem, report, svg};
+use tessera_bench::{mem, preload, report, service, shapes, svg};
 
 fn main() -> ExitCode {
-    let opts = match Options::parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("shapes" | "service") => return door_main(args),
+        Some("--shape-child") => return shape_child(&args[1..]),
+        Some("--service-child") => return service_child(&args[1..]),
+        _ => {}
+    }
+    let opts = match Options::parse(args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("tessera-bench: {e}");
@@ -212,6 +219,222 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
         results.wall
     );
     Ok(if results.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--shape-child NAME THREADS SCALE`: runs one shape on this process's
+/// malloc (preloaded by the parent) and prints its result line.
+fn shape_child(args: &[String]) -> ExitCode {
+    let parsed = match args {
+        [name, threads, scale] => threads
+            .parse::<usize>()
+            .ok()
+            .zip(scale.parse::<f64>().ok())
+            .map(|(t, s)| (name, t, s)),
+        _ => None,
+    };
+    let Some((name, threads, scale)) = parsed else {
+        eprintln!("tessera-bench: usage: --shape-child NAME THREADS SCALE");
+        return ExitCode::from(2);
+    };
+    match shapes::child(name, threads, scale) {
+        Ok(line) => {
+            println!("{}", line.line());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tessera-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--service-child SCALE IDLE_SECONDS`: runs the service workload on this
+/// process's malloc and prints its JSON line.
+fn service_child(args: &[String]) -> ExitCode {
+    let parsed = match args {
+        [scale, idle] => scale.parse::<f64>().ok().zip(idle.parse::<f64>().ok()),
+        _ => None,
+    };
+    let Some((scale, idle)) = parsed else {
+        eprintln!("tessera-bench: usage: --service-child SCALE IDLE_SECONDS");
+        return ExitCode::from(2);
+    };
+    let r = service::child(scale, std::time::Duration::from_secs_f64(idle));
+    println!("{}", r.line());
+    ExitCode::SUCCESS
+}
+
+fn door_main(args: Vec<String>) -> ExitCode {
+    let opts = match DoorOptions::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tessera-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.help {
+        println!("{DOOR_USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let r = match opts.command {
+        DoorCommand::Shapes => run_shapes(&opts),
+        DoorCommand::Service => run_service(&opts),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tessera-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The allocators of `shapes` when none are named.
+const SHAPE_DOORS: [&str; 4] = ["tessera", "mimalloc", "jemalloc", "tcmalloc"];
+/// The allocators of `service` when none are named.
+const SERVICE_DOORS: [&str; 5] = ["tessera", "mimalloc", "jemalloc", "jemalloc-bg", "tcmalloc"];
+
+fn print_doors(doors: &[preload::Door]) {
+    for d in doors {
+        println!("  {:<12} {}", d.name, d.about);
+    }
+}
+
+fn run_shapes(opts: &DoorOptions) -> Result<ExitCode, String> {
+    let entries = shapes::plan::entries(&opts.only)?;
+    if opts.list {
+        println!("shapes (threads on {} cores):", opts.cores);
+        for e in &entries {
+            println!(
+                "  {:<15}{:>3}  {}",
+                e.name(),
+                e.threads(opts.cores),
+                e.about()
+            );
+        }
+        println!(
+            "allocators (through LD_PRELOAD): {}",
+            preload::KNOWN.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let doors = preload::resolve(&opts.allocators, &SHAPE_DOORS, &opts.tessera)?;
+    let plan = shapes::plan::Plan {
+        entries,
+        doors,
+        reps: opts.reps,
+        scale: opts.scale,
+        cores: opts.cores,
+        progress: opts.progress,
+    };
+    println!(
+        "tessera-bench shapes: {} shapes x {} allocators x {} reps, scale {}, {} cores; \
+         each run a process, allocators through LD_PRELOAD",
+        plan.entries.len(),
+        plan.doors.len(),
+        plan.reps,
+        plan.scale,
+        plan.cores
+    );
+    print_doors(&plan.doors);
+    println!();
+    let load_start = shapes::report::loadavg();
+    let outcomes = plan.run()?;
+    let results = shapes::report::as_results(&outcomes);
+    let summary = report::Summary::new(&results);
+    let targets = shapes::report::targets(&summary);
+    print!(
+        "{}",
+        shapes::report::table(&outcomes, &summary, plan.reps, &targets)
+    );
+    let meta = shapes::report::Meta {
+        reps: plan.reps,
+        scale: plan.scale,
+        cores: plan.cores,
+        quick: opts.quick,
+        doors: plan.doors.clone(),
+        entries: plan
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.name().to_string(),
+                    e.about().to_string(),
+                    e.threads(plan.cores),
+                    if e.is_program() { "program" } else { "shape" },
+                )
+            })
+            .collect(),
+        load_start,
+    };
+    let json = shapes::report::json(&outcomes, &summary, &targets, &meta);
+    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+    write_file(&opts.json, &text)?;
+    let labels = svg::Labels {
+        title: "tessera-bench shapes (LD_PRELOAD)",
+        time: "Time, ratio to glibc (median; lower is better)",
+        memory: "Peak RSS of the process, ratio to glibc (median; lower is better)",
+    };
+    write_file(&opts.svg, &svg::chart_with(&summary, true, &labels))?;
+    println!(
+        "\nwrote {} and {} ({:.0} s)",
+        opts.json.display(),
+        opts.svg.display(),
+        outcomes.wall
+    );
+    Ok(if outcomes.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_service(opts: &DoorOptions) -> Result<ExitCode, String> {
+    if opts.list {
+        println!(
+            "allocators (through LD_PRELOAD): {}",
+            preload::KNOWN.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let doors = preload::resolve(&opts.allocators, &SERVICE_DOORS, &opts.tessera)?;
+    let plan = service::Plan {
+        doors,
+        reps: opts.reps,
+        scale: opts.scale,
+        idle: opts.idle,
+        progress: opts.progress,
+    };
+    println!(
+        "tessera-bench service: {} allocators x {} reps, scale {}, idle {:.1} s; \
+         each run a process, allocators through LD_PRELOAD",
+        plan.doors.len(),
+        plan.reps,
+        plan.scale,
+        plan.idle.as_secs_f64()
+    );
+    print_doors(&plan.doors);
+    println!();
+    let load_start = shapes::report::loadavg();
+    let outcomes = plan.run()?;
+    let targets = service::targets(&outcomes);
+    print!("{}", service::table(&outcomes, &plan, &targets));
+    let mut json = service::json_doc(&outcomes, &plan, &targets, opts.quick);
+    json["config"]["loadavg_start"] = load_start.into();
+    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+    write_file(&opts.json, &text)?;
+    write_file(&opts.svg, &service::plot(&outcomes, &plan))?;
+    println!(
+        "\nwrote {} and {} ({:.0} s)",
+        opts.json.display(),
+        opts.svg.display(),
+        outcomes.wall
+    );
+    Ok(if outcomes.problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

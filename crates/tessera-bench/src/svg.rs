@@ -47,8 +47,30 @@ struct Panel<'a> {
     small: Option<&'a [bool]>,
 }
 
+/// The titles of a chart.
+pub struct Labels<'a> {
+    /// The name at the top left.
+    pub title: &'a str,
+    /// The time panel's title.
+    pub time: &'a str,
+    /// The memory panel's title.
+    pub memory: &'a str,
+}
+
+/// The suite's titles.
+pub const SUITE: Labels<'static> = Labels {
+    title: "tessera-bench",
+    time: "Time, ratio to glibc (median; lower is better)",
+    memory: "Peak memory, ratio to glibc (resident; lower is better; ~ = glibc peak < 1 MiB)",
+};
+
 /// The chart for a summary; `with_memory` adds the memory panel.
 pub fn chart(s: &Summary, with_memory: bool) -> String {
+    chart_with(s, with_memory, &SUITE)
+}
+
+/// The chart for a summary, with its own titles.
+pub fn chart_with(s: &Summary, with_memory: bool, labels: &Labels) -> String {
     let bars: Vec<usize> = (0..s.allocators.len())
         .filter(|&i| s.allocators[i] != REFERENCE)
         .collect();
@@ -57,15 +79,14 @@ pub fn chart(s: &Summary, with_memory: bool) -> String {
     let width = LEFT + RIGHT + group_w * groups as f64 + GAP;
     let panel_h = TITLE_H + PLOT_H + LABELS_H;
     let mut panels = vec![Panel {
-        title: "Time, ratio to glibc (median; lower is better)",
+        title: labels.time,
         rows: &s.time,
         geomean: &s.time_geomean,
         small: None,
     }];
     if with_memory {
         panels.push(Panel {
-            title:
-                "Peak memory, ratio to glibc (resident; lower is better; ~ = glibc peak < 1 MiB)",
+            title: labels.memory,
             rows: &s.mem,
             geomean: &s.mem_geomean,
             small: Some(&s.small_peak),
@@ -83,9 +104,10 @@ pub fn chart(s: &Summary, with_memory: bool) -> String {
     let mut x = LEFT;
     let _ = writeln!(
         o,
-        r#"<text x="{x:.1}" y="19" font-weight="bold">tessera-bench</text>"#
+        r#"<text x="{x:.1}" y="19" font-weight="bold">{}</text>"#,
+        esc(labels.title)
     );
-    x += 100.0;
+    x += 30.0 + 7.0 * labels.title.len() as f64;
     for (k, &i) in bars.iter().enumerate() {
         let _ = writeln!(
             o,
@@ -215,6 +237,148 @@ fn draw_panel(
             esc(&label)
         );
     }
+}
+
+/// A tick label: at most two decimals, trailing zeros dropped.
+fn tick(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// One line of a [`line_chart`].
+pub struct Series<'a> {
+    /// Legend text.
+    pub name: &'a str,
+    /// (x, y) points in order of x.
+    pub points: &'a [(f64, f64)],
+    /// Drawn dashed and grey (a reference line such as the live bytes).
+    pub reference: bool,
+    /// Points marked with a dot (e.g. where an idle period starts).
+    pub marks: &'a [(f64, f64)],
+}
+
+/// A self-contained SVG line chart with linear axes from 0, one colour per
+/// series (reference series dashed grey), a legend and gridlines. Hovering
+/// a line shows its name.
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    const W: f64 = 900.0;
+    const H: f64 = 420.0;
+    const L: f64 = 64.0;
+    const R: f64 = 150.0;
+    const T: f64 = 40.0;
+    const B: f64 = 44.0;
+    let all = series.iter().flat_map(|s| s.points.iter().chain(s.marks));
+    let (mut xmax, mut ymax) = (0f64, 0f64);
+    for &(x, y) in all {
+        xmax = xmax.max(x);
+        ymax = ymax.max(y);
+    }
+    let nice = |v: f64| -> f64 {
+        if v <= 0.0 {
+            return 1.0;
+        }
+        let e = 10f64.powf(v.log10().floor());
+        [1.0, 2.0, 2.5, 5.0, 10.0]
+            .iter()
+            .map(|m| m * e)
+            .find(|&c| c >= v)
+            .unwrap_or(10.0 * e)
+    };
+    let (xmax, ymax) = (nice(xmax), nice(ymax * 1.05));
+    let px = |x: f64| L + x / xmax * (W - L - R);
+    let py = |y: f64| H - B - y / ymax * (H - T - B);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        o,
+        r#"<text x="{L}" y="22" font-size="13" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
+    for k in 0..=5 {
+        let (xv, yv) = (xmax * k as f64 / 5.0, ymax * k as f64 / 5.0);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{L}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="end" fill="#555">{lab}</text>"##,
+            y = py(yv),
+            x2 = W - R,
+            tx = L - 6.0,
+            ty = py(yv) + 4.0,
+            lab = tick(yv)
+        );
+        let _ = writeln!(
+            o,
+            r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{y2:.1}" stroke="#eee"/><text x="{x:.1}" y="{ty:.1}" text-anchor="middle" fill="#555">{lab}</text>"##,
+            x = px(xv),
+            y2 = H - B,
+            ty = H - B + 16.0,
+            lab = tick(xv)
+        );
+    }
+    let _ = writeln!(
+        o,
+        r##"<line x1="{L}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}" stroke="#000"/><line x1="{L}" y1="{T}" x2="{L}" y2="{y:.1}" stroke="#000"/>"##,
+        y = H - B,
+        x2 = W - R
+    );
+    let _ = writeln!(
+        o,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        (L + W - R) / 2.0,
+        H - 8.0,
+        esc(x_label)
+    );
+    let _ = writeln!(
+        o,
+        r#"<text x="14" y="{:.1}" text-anchor="middle" transform="rotate(-90 14 {:.1})">{}</text>"#,
+        (T + H - B) / 2.0,
+        (T + H - B) / 2.0,
+        esc(y_label)
+    );
+    let mut colour = 0;
+    for (k, s) in series.iter().enumerate() {
+        let (stroke, dash) = if s.reference {
+            ("#777".to_string(), r#" stroke-dasharray="5,4""#)
+        } else {
+            colour += 1;
+            (PALETTE[(colour - 1) % PALETTE.len()].to_string(), "")
+        };
+        let pts: Vec<String> = s
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = writeln!(
+            o,
+            r#"<polyline fill="none" stroke="{stroke}" stroke-width="1.6"{dash} points="{}"><title>{}</title></polyline>"#,
+            pts.join(" "),
+            esc(s.name)
+        );
+        for &(x, y) in s.marks {
+            let _ = writeln!(
+                o,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{stroke}"><title>{}</title></circle>"#,
+                px(x),
+                py(y),
+                esc(s.name)
+            );
+        }
+        let ly = T + 14.0 + 18.0 * k as f64;
+        let _ = writeln!(
+            o,
+            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{stroke}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            W - R + 12.0,
+            W - R + 34.0,
+            W - R + 40.0,
+            ly + 4.0,
+            esc(s.name)
+        );
+    }
+    o.push_str("</svg>\n");
+    o
 }
 
 #[cfg(test)]
