@@ -158,6 +158,9 @@ pub const MAX_CACHED_BYTES: usize = {
 
 const _: () = assert!(MAX_CACHED_BYTES < 1 << 20);
 
+/// Chunks a class's first refill takes (see `ThreadCache::refill`).
+const FIRST_BATCH: u16 = 4;
+
 /// Threads whose caches are live (for `decay::maybe_start`).
 static LIVE_CACHES: AtomicUsize = AtomicUsize::new(0);
 
@@ -174,6 +177,8 @@ pub(crate) struct ThreadCache {
     status: u8,
     /// Sum of the class sizes of the medium entries.
     medium_bytes: usize,
+    /// Chunks the next refill of each class takes (see `refill`).
+    batch: [u16; NCLASSES],
 }
 
 impl ThreadCache {
@@ -182,6 +187,7 @@ impl ThreadCache {
         room: [0; NCLASSES],
         status: FRESH,
         medium_bytes: 0,
+        batch: [FIRST_BATCH; NCLASSES],
     };
 }
 
@@ -508,7 +514,13 @@ impl ThreadCache {
                 p
             };
         }
-        let want = ((MAX_COUNT[c] / 2) as usize).min(self.room[c] + 1);
+        // Slow start: a class's first refill takes a few chunks, each later
+        // one twice as many, up to half the class's capacity. A program
+        // that touches a size once (start-up: bash, Python) then gets a
+        // few chunks of it, not a run of dozens it never uses, each of
+        // them written (its link) and so faulted in.
+        let want = (self.batch[c] as usize).min(self.room[c] + 1);
+        self.batch[c] = (self.batch[c] * 2).min(MAX_COUNT[c] / 2).max(FIRST_BATCH);
         let secret = registry::key_initialized();
         // SAFETY: the caller holds `a`'s lock.
         let (first, last, n) = unsafe { a.unpark_run(c, want) };
