@@ -13,6 +13,7 @@
 //!   the page source failed during it on purpose ([`InjectedFailures`]),
 //!   when it would take the footprint past its limit, or when it is
 //!   impossible (see [`Model::null_is_excused`]);
+//! - a footprint grown past the footprint limit;
 //! - any heap invariant, with `Heap::check` after every operation;
 //! - leaks: at the end every block is freed and the footprint must drop
 //!   back to what an empty heap keeps.
@@ -419,6 +420,16 @@ impl<S: PageSource + InjectedFailures> Model<S> {
                     self.null_returned(op, need, before)?;
                 }
             }
+        }
+        // The footprint limit holds: an operation may not grow the
+        // footprint past it (a limit set below the footprint is allowed:
+        // the heap then only shrinks).
+        let (limit, footprint) = (self.heap.footprint_limit(), self.heap.footprint());
+        if limit != 0 && footprint > limit && footprint > before.1 {
+            return Err(format!(
+                "{op:?} grew the footprint from {} to {footprint}, past its limit {limit}",
+                before.1
+            ));
         }
         if self.check_every_op {
             self.heap
