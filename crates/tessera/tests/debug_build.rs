@@ -13,8 +13,10 @@
 //! runs scaled down. In a debug build the whole suite already runs with
 //! the checks, so the test is ignored there.
 //!
-//! Cost on CI: building the core and its test dependencies once more
-//! (about a minute on two cores) and about a minute of tests.
+//! Cost: 137 s from an empty `target/debug-checks` (building the core and
+//! its test dependencies, then the tests), about 70 s when only the core
+//! changed (6 Dec 2026, on the shared 2-core development machine at load
+//! average 5-7).
 
 use std::path::PathBuf;
 use std::process::Command;
