@@ -1,6 +1,10 @@
-//! The grids in docs/structures.md are drawn by Tessera itself. Each
-//! `<!-- grid: NAME -->` ... `<!-- /grid -->` block is produced by the
-//! snippet of that name below, from the tour's replay.
+//! The grids in docs/structures.md, docs/visualiser.md and the README are
+//! drawn by Tessera itself. Each `<!-- grid: NAME -->` ... `<!-- /grid -->`
+//! block is produced by the snippet of that name below, from the tour's
+//! replay, and must equal what the current code draws: only the addresses
+//! (where the kernel put the heap) and the head tags (keyed by a per-process
+//! secret) may differ from run to run, and the comparison rewrites both
+//! (see `normalise`).
 //!
 //! Regenerate them (and docs/img/explorer.png and docs/img/compare.png,
 //! when chromium is installed):
@@ -17,16 +21,24 @@ use tessera_viz::page::{page_of, PageView, COLS};
 use tessera_viz::text::{self, GridOptions, Style};
 use tessera_viz::tour;
 
-const NAMES: [&str; 9] = [
-    "segment-record",
-    "top",
-    "in-use",
-    "small-bin",
-    "coalesced",
-    "tree-bin",
-    "dv",
-    "memalign",
-    "direct",
+/// Each document with generated grids and the snippets it uses, in order.
+const DOCS: [(&str, &[&str]); 3] = [
+    (
+        "docs/structures.md",
+        &[
+            "segment-record",
+            "top",
+            "in-use",
+            "small-bin",
+            "coalesced",
+            "tree-bin",
+            "dv",
+            "memalign",
+            "direct",
+        ],
+    ),
+    ("docs/visualiser.md", &["reading"]),
+    ("README.md", &["tour-step-16"]),
 ];
 
 fn step(f: &Film, title: &str) -> usize {
@@ -155,12 +167,67 @@ fn snippet(f: &Film, name: &str) -> String {
             v.push_str(&excerpt(f, k, last, 126, 127));
             v
         }
+        // The tour's coalescing step, as `tessera tour` prints it.
+        "tour-step-16" => {
+            let k = step(f, "free(y)");
+            assert_eq!(f.frames[k].step, 16);
+            text::frame(f, k, Style::Plain, false, 2)
+        }
+        // The same step's page, without the step's title and explanation.
+        "reading" => {
+            let k = step(f, "free(y)");
+            let out = text::frame(f, k, Style::Plain, false, 2);
+            let at = out.find("page 0x").expect("a page title");
+            out[at..].to_string()
+        }
         other => panic!("no snippet named {other}"),
     }
 }
 
-fn doc_path() -> std::path::PathBuf {
-    workspace().join("docs/structures.md")
+fn doc_path(doc: &str) -> std::path::PathBuf {
+    workspace().join(doc)
+}
+
+/// Rewrites what differs from run to run in a drawn grid: every address
+/// (a hex number of 2^32 or more, below 2^48) becomes its offset from the
+/// page of the grid it belongs to (the last `page 0x...` title above it),
+/// the page addresses themselves `PAGE`, and head tags (bits 48..63 of an
+/// in-use head, and the `tag 0x....` that decodes them) `tttt`. Cell
+/// numbers, sizes, flags, kinds, links (`@cell`, `state+0x...`) and every
+/// glyph are compared as they are.
+fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut page = 0usize;
+    let mut rest = text;
+    while let Some(at) = rest.find("0x") {
+        out.push_str(&rest[..at]);
+        let digits: String = rest[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .collect();
+        rest = &rest[at + 2 + digits.len()..];
+        let v = u64::from_str_radix(&digits, 16).ok();
+        match v {
+            Some(_) if out.ends_with("tag ") => out.push_str("0xtttt"),
+            Some(v) if out.ends_with("page ") => {
+                page = v as usize;
+                out.push_str("0xPAGE");
+            }
+            Some(v) if v >> 48 != 0 => {
+                out.push_str(&format!("0xtttt{:012x}", v & ((1 << 48) - 1)));
+            }
+            Some(v) if v >> 32 != 0 => {
+                let off = v as i64 - page as i64;
+                out.push_str(&format!("PAGE{off:+}"));
+            }
+            _ => {
+                out.push_str("0x");
+                out.push_str(&digits);
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces each generated block of `doc` by `make(name)`.
@@ -185,35 +252,67 @@ fn fill(doc: &str, make: &dyn Fn(&str) -> String) -> String {
 }
 
 #[test]
-fn every_grid_in_the_structures_doc_has_a_snippet() {
-    let doc = std::fs::read_to_string(doc_path()).unwrap();
-    let mut found = Vec::new();
-    fill(&doc, &|name| {
-        assert!(
-            NAMES.contains(&name),
-            "docs/structures.md asks for `{name}`"
-        );
-        String::new()
-    });
-    for n in NAMES {
-        if doc.contains(&format!("<!-- grid: {n} -->")) {
-            found.push(n);
-        }
-    }
-    assert_eq!(found, NAMES, "every snippet is used");
-    // The snippets can be drawn (the tour still shows each structure).
+fn every_generated_grid_in_the_docs_matches_the_current_output() {
     let f = tour::film(true).unwrap();
-    for n in NAMES {
-        assert!(snippet(&f, n).contains("┌"), "{n}");
+    for (doc, names) in DOCS {
+        let text = std::fs::read_to_string(doc_path(doc)).unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let now = fill(&text, &|name| {
+            asked.borrow_mut().push(name.to_string());
+            snippet(&f, name)
+        });
+        assert_eq!(
+            asked.into_inner(),
+            names,
+            "{doc}: the grids it asks for, in order"
+        );
+        let (want, got) = (normalise(&text), normalise(&now));
+        if want != got {
+            let line = want
+                .lines()
+                .zip(got.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.lines().count().min(got.lines().count()));
+            panic!(
+                "{doc}: a generated grid differs from what the code draws now, \
+                 at line {} (after normalising addresses and tags):\n  doc: {:?}\n  now: {:?}\n\
+                 regenerate with `cargo test -p tessera-cli --test docs -- --ignored` \
+                 and read the diff",
+                line + 1,
+                want.lines().nth(line).unwrap_or("<end>"),
+                got.lines().nth(line).unwrap_or("<end>")
+            );
+        }
     }
 }
 
 #[test]
-#[ignore = "rewrites docs/structures.md, docs/img/explorer.png and docs/img/compare.png"]
+fn the_normaliser_keeps_what_a_layout_change_would_move() {
+    let a = "page 0x7eff80000000 · cells 0..127\n    1024  0x7eff80000400         48  in use \
+             0x70ac000000000033 = 48 | tag 0x70ac | P | C\n  fd→@1168 parent→state+0x110 0x2fbf1";
+    let b = "page 0x7f1230000000 · cells 0..127\n    1024  0x7f1230000400         48  in use \
+             0x1b5a000000000033 = 48 | tag 0x1b5a | P | C\n  fd→@1168 parent→state+0x110 0x2fbf1";
+    assert_eq!(normalise(a), normalise(b), "another run, the same layout");
+    assert!(normalise(a).contains("PAGE+1024"));
+    for moved in [
+        a.replace("0x7eff80000400", "0x7eff80000410"),
+        a.replace("= 48", "= 64"),
+        a.replace("0x70ac000000000033", "0x70ac000000000031"),
+        a.replace("@1168", "@1184"),
+        a.replace("0x2fbf1", "0x2fbe1"),
+    ] {
+        assert_ne!(normalise(a), normalise(&moved), "{moved}");
+    }
+}
+
+#[test]
+#[ignore = "rewrites the generated grids of the docs, docs/img/explorer.png and docs/img/compare.png"]
 fn regenerate_docs() {
     let f = tour::film(true).unwrap();
-    let doc = std::fs::read_to_string(doc_path()).unwrap();
-    std::fs::write(doc_path(), fill(&doc, &|n| snippet(&f, n))).unwrap();
+    for (doc, _) in DOCS {
+        let text = std::fs::read_to_string(doc_path(doc)).unwrap();
+        std::fs::write(doc_path(doc), fill(&text, &|n| snippet(&f, n))).unwrap();
+    }
 
     // The README's screenshot of the explorer.
     let dir = scratch("docs");

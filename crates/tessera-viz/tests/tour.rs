@@ -237,3 +237,334 @@ fn the_tour_page_is_self_contained() {
     assert!(html.contains("id=\"selftest\""));
     assert!(html.len() < 2_000_000, "{} bytes", html.len());
 }
+
+// ---------------------------------------------------------------------
+// The tour's first chunks against dlmalloc's rules, worked out by hand
+// here rather than taken from the code (which the golden grids were
+// generated from). A layout change in the allocator or the viewer that
+// moved a chunk, changed a head bit or a bin, or drew a byte with another
+// role makes this test fail, whatever the goldens say.
+// ---------------------------------------------------------------------
+
+/// dlmalloc's `request2size` on x86-64: the request plus the 8-byte head,
+/// rounded up to 16, and never less than the 32-byte minimum chunk.
+fn request2size(req: usize) -> usize {
+    ((req + 8 + 15) & !15).max(32)
+}
+
+/// dlmalloc's `small_index`: chunks under 256 bytes, one bin per 8 bytes.
+fn small_index(size: usize) -> u8 {
+    assert!(size < 256);
+    (size >> 3) as u8
+}
+
+/// dlmalloc's `compute_tree_index`, from its definition: with
+/// `X = size >> 8`, bin `2K + (the bit below the leading one)` where `K` is
+/// the index of X's leading bit; bin 31 from X > 0xFFFF on.
+fn tree_index(size: usize) -> u8 {
+    let x = size >> 8;
+    assert!(x != 0, "a tree chunk is 256 bytes or more");
+    if x > 0xFFFF {
+        return 31;
+    }
+    let k = usize::BITS as usize - 1 - x.leading_zeros() as usize;
+    ((k << 1) + ((size >> (k + 7)) & 1)) as u8
+}
+
+/// What a chunk of the hand-kept heap is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Hand {
+    InUse { asked: usize },
+    Free,
+    Dv,
+    Top,
+}
+
+/// The heap of the tour kept by hand, dlmalloc's way: chunks by offset
+/// from the segment base. Only what the tour's first steps do is
+/// supported; anything else panics.
+struct HandHeap {
+    chunks: Vec<(usize, usize, Hand)>,
+}
+
+/// The first chunk of a heap: after the 64-byte segment record and the
+/// heap state, at cell 1024 of the segment's first page.
+const FIRST_CHUNK: usize = 1024;
+const PINUSE: usize = 1;
+const CINUSE: usize = 2;
+
+impl HandHeap {
+    fn new(topsize: usize) -> Self {
+        HandHeap {
+            chunks: vec![(FIRST_CHUNK, topsize, Hand::Top)],
+        }
+    }
+
+    fn index_of(&self, off: usize) -> usize {
+        self.chunks
+            .iter()
+            .position(|c| c.0 == off)
+            .expect("a chunk there")
+    }
+
+    /// Splits `nb` bytes off the front of chunk `i`, which becomes the
+    /// in-use chunk; the rest keeps the kind `rest`.
+    fn split(&mut self, i: usize, nb: usize, asked: usize, rest: Hand) -> usize {
+        let (off, size, _) = self.chunks[i];
+        assert!(size - nb >= 32, "a remainder worth keeping");
+        self.chunks[i] = (off, nb, Hand::InUse { asked });
+        self.chunks.insert(i + 1, (off + nb, size - nb, rest));
+        off
+    }
+
+    /// dlmalloc's malloc for a small request: an exact fit from a small
+    /// bin, else the dv if it is large enough, else the smallest tree chunk
+    /// (its remainder becomes the dv), else a split from top.
+    fn malloc(&mut self, asked: usize) -> usize {
+        let nb = request2size(asked);
+        assert!(nb < 256, "the tour's small requests only");
+        let exact = self
+            .chunks
+            .iter()
+            .position(|&(_, s, k)| k == Hand::Free && s == nb);
+        if let Some(i) = exact {
+            self.chunks[i].2 = Hand::InUse { asked };
+            return self.chunks[i].0;
+        }
+        if let Some(i) = self.chunks.iter().position(|c| c.2 == Hand::Dv) {
+            assert!(self.chunks[i].1 >= nb + 32);
+            return self.split(i, nb, asked, Hand::Dv);
+        }
+        let smallest_tree = self
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, &(_, s, k))| k == Hand::Free && s >= 256)
+            .min_by_key(|(_, &(_, s, _))| s)
+            .map(|(i, _)| i);
+        if let Some(i) = smallest_tree {
+            return self.split(i, nb, asked, Hand::Dv);
+        }
+        let top = self.chunks.len() - 1;
+        self.split(top, nb, asked, Hand::Top)
+    }
+
+    /// dlmalloc's malloc for a chunk of 256 bytes or more, when no bin has
+    /// one: a split from top.
+    fn malloc_from_top(&mut self, asked: usize) -> usize {
+        assert!(!self.chunks.iter().any(|c| c.2 == Hand::Free));
+        let top = self.chunks.len() - 1;
+        self.split(top, request2size(asked), asked, Hand::Top)
+    }
+
+    /// dlmalloc's free: merge with a free chunk before and after (never
+    /// top or the dv in the tour), then bin.
+    fn free(&mut self, off: usize) {
+        let mut i = self.index_of(off);
+        assert!(matches!(self.chunks[i].2, Hand::InUse { .. }));
+        self.chunks[i].2 = Hand::Free;
+        if self.chunks[i + 1].2 == Hand::Free {
+            self.chunks[i].1 += self.chunks.remove(i + 1).1;
+        }
+        assert!(
+            matches!(self.chunks[i + 1].2, Hand::InUse { .. }),
+            "not next to top or dv"
+        );
+        if i > 0 && self.chunks[i - 1].2 == Hand::Free {
+            self.chunks[i - 1].1 += self.chunks.remove(i).1;
+            i -= 1;
+        }
+        let _ = i;
+    }
+
+    /// The kind a snapshot must give chunk `(off, size, hand)`.
+    fn kind(size: usize, hand: Hand) -> ChunkKind {
+        match hand {
+            Hand::InUse { .. } => ChunkKind::InUse,
+            Hand::Free if size < 256 => ChunkKind::SmallBin(small_index(size)),
+            Hand::Free => ChunkKind::TreeBin(tree_index(size)),
+            Hand::Dv => ChunkKind::Dv,
+            Hand::Top => ChunkKind::Top,
+        }
+    }
+
+    /// The glyphs the grid must draw for chunk `(off, size, hand)`, cell by
+    /// cell from `off` (top only to the end of the page): prev_foot and
+    /// head, then the payload and slack, or a free chunk's fields.
+    fn glyphs(off: usize, size: usize, hand: Hand) -> Vec<char> {
+        let mut g = vec!['p'; 8];
+        g.extend(['h'; 8]);
+        let body = size - 16;
+        match hand {
+            Hand::InUse { asked } => {
+                let payload = asked.min(body);
+                g.extend(std::iter::repeat_n('#', payload));
+                g.extend(std::iter::repeat_n('~', body - payload));
+            }
+            Hand::Free => {
+                // fd, bk; a tree chunk also child[0], child[1], parent and
+                // a 4-byte bin index.
+                let mut fields = vec![('f', 8), ('b', 8)];
+                if size >= 256 {
+                    fields.extend([('0', 8), ('1', 8), ('^', 8), ('i', 4)]);
+                }
+                for (c, n) in fields {
+                    g.extend(std::iter::repeat_n(c, n));
+                }
+                g.resize(size, '.');
+            }
+            Hand::Dv => g.resize(size, ':'),
+            Hand::Top => g.resize(size.min(4096 - off), '_'),
+        }
+        g
+    }
+}
+
+/// The 4096 glyphs of a fully drawn page, cell by cell.
+fn page_glyphs(view: &tessera_viz::page::PageView) -> Vec<char> {
+    let opts = tessera_viz::text::GridOptions {
+        annotate: false,
+        ..Default::default()
+    };
+    let grid = text::grid(view, &opts, Style::Plain);
+    let mut cells = Vec::with_capacity(4096);
+    for line in grid.lines() {
+        let Some((label, rest)) = line.split_at_checked(5) else {
+            continue;
+        };
+        let Ok(n) = label.trim().parse::<usize>() else {
+            continue;
+        };
+        assert_eq!(n, cells.len(), "row label");
+        // " ", the frame, 16 cells, the middle column, 16 cells, the frame.
+        let chars: Vec<char> = rest.chars().collect();
+        cells.extend(&chars[2..18]);
+        cells.extend(&chars[19..35]);
+    }
+    assert_eq!(cells.len(), 4096, "128 rows of 32 cells");
+    cells
+}
+
+#[test]
+fn the_first_chunks_follow_dlmalloc_rules_worked_out_by_hand() {
+    let f = film();
+    let t = tour::trace();
+    let base = snap(&f, 0).segments[0].base;
+    let fresh_top = snap(&f, 0).heap.topsize;
+    assert_eq!(
+        snap(&f, 0).heap.top,
+        base + FIRST_CHUNK,
+        "top is the first chunk"
+    );
+    let mut hand = HandHeap::new(fresh_top);
+    // Recorded pointer -> chunk offset, as the trace names its blocks.
+    let mut names = std::collections::HashMap::new();
+    // Steps 1..=19: splits from top, small-bin reuse, coalescing into a
+    // tree chunk, a second tree chunk, the dv at work.
+    for k in 1..=19 {
+        match t.records[k - 1].event {
+            Event::Malloc { size, ret } => {
+                let off = if request2size(size) < 256 {
+                    hand.malloc(size)
+                } else {
+                    hand.malloc_from_top(size)
+                };
+                names.insert(ret, off);
+            }
+            Event::Free { ptr } => hand.free(names[&ptr]),
+            ref e => panic!("step {k}: the hand heap does not do {e:?}"),
+        }
+        let s = snap(&f, k);
+        let what = |off: usize| format!("step {k} ({}), chunk at +{off}", f.frames[k].title);
+
+        // Offsets, sizes and kinds (bins by dlmalloc's indices).
+        let got: Vec<(usize, usize, ChunkKind)> = s
+            .chunks
+            .iter()
+            .filter(|c| c.kind != ChunkKind::Fencepost && c.addr >= base && c.addr < base + 4096)
+            .map(|c| (c.addr - base, c.size, c.kind))
+            .collect();
+        let want: Vec<(usize, usize, ChunkKind)> = hand
+            .chunks
+            .iter()
+            .map(|&(off, size, h)| (off, size, HandHeap::kind(size, h)))
+            .collect();
+        assert_eq!(got, want, "step {k} ({})", f.frames[k].title);
+
+        // Heads and boundary tags, from the raw bytes: head = size | PINUSE
+        // if the chunk before is in use | CINUSE if this one is (in-use
+        // heads carry a tag in bits 48..63, masked off here); a free chunk
+        // (not top) repeats its size in the next chunk's prev_foot.
+        let mut smallmap = 0u32;
+        let mut treemap = 0u32;
+        for (i, &(off, size, h)) in hand.chunks.iter().enumerate() {
+            let prev_in_use = i == 0 || matches!(hand.chunks[i - 1].2, Hand::InUse { .. });
+            let in_use = matches!(h, Hand::InUse { .. });
+            let mut head = size;
+            if prev_in_use {
+                head |= PINUSE;
+            }
+            if in_use {
+                head |= CINUSE;
+            }
+            let raw = s.word(base + off + 8).expect("captured");
+            assert_eq!(raw & ((1 << 48) - 1), head, "{}: head", what(off));
+            if !in_use && h != Hand::Top {
+                let foot = s.word(base + off + size).expect("captured");
+                assert_eq!(foot, size, "{}: boundary tag", what(off));
+            }
+            match HandHeap::kind(size, h) {
+                ChunkKind::SmallBin(i) => smallmap |= 1 << i,
+                ChunkKind::TreeBin(i) => treemap |= 1 << i,
+                _ => {}
+            }
+        }
+        assert_eq!(s.heap.smallmap, smallmap, "step {k}: smallmap");
+        assert_eq!(s.heap.treemap, treemap, "step {k}: treemap");
+
+        // The grid draws every byte of the first page with its role: the
+        // segment record (64 bytes), the heap state up to the first chunk,
+        // then each chunk's fields.
+        let view = f.page_at(k, base).expect("the first page is drawn");
+        let cells = page_glyphs(view);
+        assert!(cells[..64].iter().all(|&c| c == 'S'), "step {k}: record");
+        assert!(
+            cells[64..FIRST_CHUNK].iter().all(|&c| c == 'M'),
+            "step {k}: state"
+        );
+        for &(off, size, h) in &hand.chunks {
+            let want = HandHeap::glyphs(off, size, h);
+            let got: String = cells[off..off + want.len()].iter().collect();
+            let want: String = want.into_iter().collect();
+            assert_eq!(got, want, "{}: glyphs", what(off));
+        }
+    }
+
+    // The trie of tree bin 0 after free(t) (step 17): the 336-byte chunk
+    // came first and is the root; t (352 bytes) hangs under it on the side
+    // of its first key bit, the bit below the bin's two leading bits
+    // (bits 8 and 7 for bin 0): bit 6, set in 352.
+    let s = snap(&f, 17);
+    let (root, t_chunk) = (base + 1168, base + 1552);
+    let bin = tree_index(336) as usize;
+    assert_eq!((bin, tree_index(352)), (0, 0));
+    let key_bit = (bin >> 1) + 8 - 2;
+    let side = (352 >> key_bit) & 1;
+    assert_eq!(side, 1);
+    assert_eq!(
+        s.word(root + 32 + 8 * side),
+        Some(t_chunk),
+        "root.child[1] = t"
+    );
+    assert_eq!(
+        s.word(root + 32 + 8 * (1 - side)),
+        Some(0),
+        "root.child[0] = null"
+    );
+    assert_eq!(s.word(t_chunk + 48), Some(root), "t.parent = root");
+    // Equal sizes would share a node; t is alone: its ring is itself.
+    assert_eq!(s.word(t_chunk + 16), Some(t_chunk), "t.fd");
+    assert_eq!(s.word(t_chunk + 24), Some(t_chunk), "t.bk");
+    // The index field (4 bytes) of both is their bin, 0.
+    assert_eq!(s.word(root + 56).map(|w| w & 0xFFFF_FFFF), Some(0));
+}

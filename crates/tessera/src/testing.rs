@@ -9,6 +9,11 @@
 //!   and checked before it is freed or resized (the prefix must survive
 //!   realloc);
 //! - misalignment and short blocks (`usable_size < size`);
+//! - a null return the heap had no reason for: a request fails only when
+//!   the page source failed during it on purpose ([`InjectedFailures`]),
+//!   when it would take the footprint past its limit, or when it is
+//!   impossible (see [`Model::null_is_excused`]);
+//! - a footprint grown past the footprint limit;
 //! - any heap invariant, with `Heap::check` after every operation;
 //! - leaks: at the end every block is freed and the footprint must drop
 //!   back to what an empty heap keeps.
@@ -22,6 +27,7 @@
 //! `docs/fuzzing.md`.
 
 use crate::heap::mspace::Heap;
+use crate::heap::segment::MAX_SEGMENT_CHUNK;
 use crate::heap::state::Config;
 use crate::sys::os::{Faulty, Mmap, PageSource};
 use std::collections::BTreeMap;
@@ -60,6 +66,37 @@ pub enum Op {
     Unpark(usize),
 }
 
+/// The OS failures a page source injected on purpose so far. The model
+/// excuses a null return only if this count grew during the operation (or
+/// the request was past the footprint limit, or impossible): a heap that
+/// returns null for a request it can serve fails the model.
+pub trait InjectedFailures {
+    /// Failures injected so far (0 for a source that never injects any).
+    fn injected_failures(&self) -> usize;
+}
+
+impl InjectedFailures for Mmap {
+    fn injected_failures(&self) -> usize {
+        0
+    }
+}
+
+impl<S: PageSource> InjectedFailures for Faulty<S> {
+    fn injected_failures(&self) -> usize {
+        self.failures()
+    }
+}
+
+/// Requests this large are refused by the machine whatever the heap does
+/// (the address space or the kernel's overcommit check): a null for them
+/// is no error.
+pub const IMPOSSIBLE_REQUEST: usize = 1 << 40;
+
+/// What a request may need beyond its own bytes when the heap grows: a
+/// segment record and top's foot, page rounding, a mapping's header and
+/// fencepost, and the minimum chunk left after a split.
+const GROWTH_SLACK: usize = 64 << 10;
+
 #[derive(Clone, Copy, Debug)]
 struct Block {
     ptr: usize,
@@ -76,7 +113,9 @@ pub struct Model<S: PageSource> {
     next_id: u64,
     /// Check the whole heap after every operation.
     pub check_every_op: bool,
-    /// Allocation failures seen (expected with a failing page source).
+    /// Null returns seen, each one excused (a page-source failure during
+    /// the call, the footprint limit, an impossible request); a null
+    /// without an excuse is an error of [`Model::apply`].
     pub failures: usize,
     /// The heap's quick lists, if any (after `heap`, so dropped after it).
     quick: Option<std::boxed::Box<crate::heap::quick::QuickLists>>,
@@ -95,7 +134,7 @@ fn pattern_block(id: u64) -> [u8; PATTERN_PERIOD] {
     core::array::from_fn(|i| pattern_byte(id, i))
 }
 
-impl<S: PageSource> Model<S> {
+impl<S: PageSource + InjectedFailures> Model<S> {
     /// A model around `heap`.
     pub fn new(heap: Heap<S>) -> Self {
         Model {
@@ -206,13 +245,66 @@ impl<S: PageSource> Model<S> {
         Some(b)
     }
 
+    /// Whether a null return for a request of `need` bytes (`None`: the
+    /// size overflowed) is allowed: the page source failed on purpose
+    /// during the call (its count passed `injected_before`), the request is
+    /// impossible ([`IMPOSSIBLE_REQUEST`]), it would take the footprint
+    /// (`footprint_before`, measured before the call) past the footprint
+    /// limit, or it is too large for a segment while the heap may map no
+    /// more chunks directly (`Config::mmap_max`). Anything else the heap
+    /// can serve, so null is an error.
+    pub fn null_is_excused(
+        &self,
+        need: Option<usize>,
+        injected_before: usize,
+        footprint_before: usize,
+    ) -> bool {
+        let Some(need) = need else {
+            return true;
+        };
+        if self.heap.source().injected_failures() != injected_before || need >= IMPOSSIBLE_REQUEST {
+            return true;
+        }
+        let limit = self.heap.footprint_limit();
+        if limit != 0 && footprint_before.saturating_add(need + GROWTH_SLACK) > limit {
+            return true;
+        }
+        need + GROWTH_SLACK >= MAX_SEGMENT_CHUNK
+            && self.heap.stats().hblks >= self.heap.config().mmap_max
+    }
+
+    /// Counts an excused null return, or names the unexcused one.
+    fn null_returned(
+        &mut self,
+        op: &Op,
+        need: Option<usize>,
+        before: (usize, usize),
+    ) -> Result<(), String> {
+        if !self.null_is_excused(need, before.0, before.1) {
+            return Err(format!(
+                "{op:?} returned null with no reason: no OS failure was injected, \
+                 footprint {} (limit {}), {} bytes asked",
+                before.1,
+                self.heap.footprint_limit(),
+                need.unwrap_or(usize::MAX)
+            ));
+        }
+        self.failures += 1;
+        Ok(())
+    }
+
     /// Applies one operation; returns an error naming what went wrong.
     pub fn apply(&mut self, op: &Op) -> Result<(), String> {
+        // What a null return is measured against (see `null_is_excused`).
+        let before = (
+            self.heap.source().injected_failures(),
+            self.heap.footprint(),
+        );
         match *op {
             Op::Malloc(size) => {
                 let p = self.heap.malloc(size);
                 if p.is_null() {
-                    self.failures += 1;
+                    self.null_returned(op, Some(size), before)?;
                 } else {
                     self.add(p, size, false)?;
                 }
@@ -221,7 +313,7 @@ impl<S: PageSource> Model<S> {
                 let p = self.heap.calloc(n, size);
                 if p.is_null() {
                     if n.checked_mul(size).is_some() {
-                        self.failures += 1;
+                        self.null_returned(op, n.checked_mul(size), before)?;
                     }
                 } else {
                     self.add(p, n * size, true)?;
@@ -231,7 +323,7 @@ impl<S: PageSource> Model<S> {
                 let align = 1usize << log2.min(40);
                 let p = self.heap.memalign(align, size);
                 if p.is_null() {
-                    self.failures += 1;
+                    self.null_returned(op, size.checked_add(align), before)?;
                 } else {
                     if p as usize % align.max(16) != 0 {
                         return Err(format!("memalign({align}) returned {p:?}"));
@@ -256,7 +348,7 @@ impl<S: PageSource> Model<S> {
                             return Err("realloc(p, 0) returned non-null".into());
                         }
                     } else if p.is_null() {
-                        self.failures += 1;
+                        self.null_returned(op, Some(size), before)?;
                         self.verify(&b, b.size)?; // old block intact
                         self.ranges.insert(b.ptr, b.ptr + b.size.max(1));
                         self.live.push(b);
@@ -311,7 +403,10 @@ impl<S: PageSource> Model<S> {
                         self.add(p, size, true)?;
                     }
                 } else if n > 0 {
-                    self.failures += 1;
+                    let need = n
+                        .checked_mul(size.max(16) + 16)
+                        .and_then(|b| b.checked_add(n * 8 + 16));
+                    self.null_returned(op, need, before)?;
                 }
             }
             Op::IndependentComalloc(ref sizes) => {
@@ -321,9 +416,22 @@ impl<S: PageSource> Model<S> {
                         self.add(p, s, false)?;
                     }
                 } else if !sizes.is_empty() {
-                    self.failures += 1;
+                    let need = sizes.iter().try_fold(sizes.len() * 8 + 16, |t, &s| {
+                        t.checked_add(s.max(16))?.checked_add(16)
+                    });
+                    self.null_returned(op, need, before)?;
                 }
             }
+        }
+        // The footprint limit holds: an operation may not grow the
+        // footprint past it (a limit set below the footprint is allowed:
+        // the heap then only shrinks).
+        let (limit, footprint) = (self.heap.footprint_limit(), self.heap.footprint());
+        if limit != 0 && footprint > limit && footprint > before.1 {
+            return Err(format!(
+                "{op:?} grew the footprint from {} to {footprint}, past its limit {limit}",
+                before.1
+            ));
         }
         if self.check_every_op {
             self.heap

@@ -1,6 +1,7 @@
 //! Tessera as the `#[global_allocator]` of this test binary: the Rust
 //! runtime's own allocations before `main`, then a real multi-threaded
-//! workload of maps, vectors and strings whose values are verified.
+//! workload of maps, vectors and strings whose every value read back is
+//! compared with the exact value it must have.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,7 +9,42 @@ use std::sync::Arc;
 #[global_allocator]
 static GLOBAL: tessera::Tessera = tessera::Tessera;
 
-fn workload(seed: u64) -> u64 {
+/// The exact string the map holds for key `k`.
+fn value_for(k: u64) -> String {
+    let mut v = format!("value-{k}-");
+    // Grown one piece at a time, so the string is reallocated as it grows.
+    for i in 0..k % 200 {
+        v.push(char::from(b'a' + (k + i) as u8 % 26));
+    }
+    v
+}
+
+/// Bytes whose contents the workload compared with what they must be.
+#[derive(Default, Debug)]
+struct Verified {
+    strings: usize,
+    tree_values: usize,
+    vec_bytes: usize,
+}
+
+fn verify_vec(v: &[u8], fill: u8) -> usize {
+    if let Some(i) = v.iter().position(|&b| b != fill) {
+        panic!(
+            "vec of {} bytes lost data at +{i}: {} != {fill}",
+            v.len(),
+            v[i]
+        );
+    }
+    v.len()
+}
+
+/// Maps, trees and vectors churned on the global heap; every value read
+/// back is compared with the exact value it must have: map values with the
+/// string their key determines, tree entries with a shadow of counts and
+/// sums kept in fixed arrays, vectors byte by byte, also across the
+/// reallocations that grow them.
+fn workload(seed: u64) -> Verified {
+    const KEYS: usize = 5000;
     let mut rng = seed | 1;
     let mut next = move || {
         rng ^= rng << 13;
@@ -18,54 +54,82 @@ fn workload(seed: u64) -> u64 {
     };
     let mut hash: HashMap<u64, String> = HashMap::new();
     let mut tree: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut vecs: Vec<Vec<u8>> = Vec::new();
-    let mut checksum = 0u64;
+    // Shadow of `tree`: entry count and sum of values per key.
+    let mut tree_len = vec![0usize; KEYS].into_boxed_slice();
+    let mut tree_sum = vec![0u64; KEYS].into_boxed_slice();
+    let mut vecs: Vec<(Vec<u8>, u8)> = Vec::new();
+    let mut seen = Verified::default();
+    let mut check_string = |k: u64, v: &str| {
+        assert_eq!(v, value_for(k), "the value of key {k}");
+        seen.strings += v.len();
+    };
     for i in 0..40_000u64 {
-        let k = next() % 5000;
+        let k = next() % KEYS as u64;
         match next() % 6 {
             0 | 1 => {
-                hash.insert(k, format!("value-{k}-{}", "x".repeat((k % 200) as usize)));
+                if let Some(old) = hash.insert(k, value_for(k)) {
+                    check_string(k, &old);
+                }
             }
             2 => {
                 if let Some(v) = hash.remove(&k) {
-                    assert!(v.starts_with(&format!("value-{k}-")), "{v}");
-                    assert_eq!(v.len(), format!("value-{k}-").len() + (k % 200) as usize);
-                    checksum = checksum.wrapping_add(v.len() as u64);
+                    check_string(k, &v);
                 }
             }
             3 => {
                 let e = tree.entry(format!("key{k:05}")).or_default();
                 e.push(i);
+                let (len, sum) = (&mut tree_len[k as usize], &mut tree_sum[k as usize]);
+                *len += 1;
+                *sum += i;
                 if e.len() > 50 {
-                    e.drain(..25);
+                    *len -= 25;
+                    *sum -= e.drain(..25).sum::<u64>();
                 }
+                assert_eq!((e.len(), e.iter().sum::<u64>()), (*len, *sum), "key {k}");
             }
             4 => {
                 let len = (next() % 70_000) as usize;
-                vecs.push(vec![(len % 251) as u8; len]);
+                let fill = next() as u8;
+                vecs.push((vec![fill; len], fill));
                 if vecs.len() > 64 {
-                    let v = vecs.swap_remove((next() % 64) as usize);
-                    assert!(v.iter().all(|&b| b == (v.len() % 251) as u8));
+                    let (v, fill) = vecs.swap_remove((next() % 64) as usize);
+                    seen.vec_bytes += verify_vec(&v, fill);
                 }
             }
             _ => {
-                if let Some(v) = vecs.last_mut() {
-                    let want = (v.len() % 251) as u8;
-                    assert!(v.iter().all(|&b| b == want));
-                    v.resize(v.len() * 2 + 1, 0);
+                if let Some((v, fill)) = vecs.last_mut() {
+                    // Grow (a realloc), check that every old byte came
+                    // along and the new ones are the zeros asked for.
                     let n = v.len();
-                    v.truncate(n / 2);
-                    let fill = (v.len() % 251) as u8;
-                    v.fill(fill);
+                    v.resize(n * 2 + 1, 0);
+                    seen.vec_bytes += verify_vec(&v[..n], *fill);
+                    seen.vec_bytes += verify_vec(&v[n..], 0);
+                    v.truncate(n / 2 + 1);
+                    v.shrink_to_fit();
+                    seen.vec_bytes += verify_vec(&v[..n / 2], *fill);
+                    *fill = fill.wrapping_add(1);
+                    let f = *fill;
+                    v.fill(f);
                 }
             }
         }
     }
-    for (k, v) in &tree {
-        assert!(k.starts_with("key"));
-        assert!(v.windows(2).all(|w| w[0] < w[1]));
+    for (k, v) in &hash {
+        check_string(*k, v);
     }
-    checksum
+    for (key, v) in &tree {
+        let k: usize = key["key".len()..].parse().expect("a key of 5 digits");
+        assert_eq!((v.len(), v.iter().sum::<u64>()), (tree_len[k], tree_sum[k]));
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        seen.tree_values += v.len();
+    }
+    let keys_with_values = tree_len.iter().filter(|&&n| n > 0).count();
+    assert_eq!(tree.len(), keys_with_values, "tree keys");
+    for (v, fill) in &vecs {
+        seen.vec_bytes += verify_vec(v, *fill);
+    }
+    seen
 }
 
 #[test]
@@ -83,9 +147,15 @@ fn threads_churn_collections_on_the_global_heap() {
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(results.lock().unwrap().len(), 4);
-    // Same seed, same checksum: the values came back exactly.
-    assert_eq!(workload(1000), workload(1000));
+    let results = results.lock().unwrap();
+    assert_eq!(results.len(), 4);
+    // Every thread compared real amounts of data with what it must be.
+    for r in results.iter() {
+        assert!(
+            r.strings > 1 << 20 && r.tree_values > 1000 && r.vec_bytes > 10 << 20,
+            "{r:?}"
+        );
+    }
     tessera::global::check().expect("every arena is consistent");
     assert!(tessera::global::arena_count() >= 1);
 }

@@ -4,8 +4,13 @@
 //! `TESSERA_PROPTEST_CASES` raises the number of cases (default 2,000), and
 //! `TESSERA_LONG_OPS` sets the length of the long deterministic run
 //! (default 1,000,000 operations, about 25 s in release).
+//!
+//! Failing cases proptest finds are saved as seeds in
+//! `model.proptest-regressions` next to this file (commit them); every run
+//! replays those seeds before it generates new cases.
 
 use proptest::prelude::*;
+use proptest::test_runner::{FailurePersistence, FileFailurePersistence};
 use tessera::testing::{Model, Op, OpGen};
 use tessera::Heap;
 
@@ -34,6 +39,11 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Where proptest keeps the seeds of failing cases: `model.proptest-regressions`,
+/// beside this file.
+const REGRESSIONS: FileFailurePersistence =
+    FileFailurePersistence::WithSource("proptest-regressions");
+
 fn cases() -> u32 {
     std::env::var("TESSERA_PROPTEST_CASES")
         .ok()
@@ -44,7 +54,7 @@ fn cases() -> u32 {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(),
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(REGRESSIONS)),
         ..ProptestConfig::default()
     })]
 
@@ -57,6 +67,57 @@ proptest! {
             panic!("{e}");
         }
     }
+}
+
+#[test]
+fn the_saved_regression_seeds_are_found_and_replayed() {
+    // The proptest above replays every seed of the file before new cases;
+    // make sure the file is where proptest looks (a moved or renamed file
+    // would silently replay nothing).
+    let seeds = REGRESSIONS.load_persisted_failures2(Some(file!()));
+    assert!(
+        !seeds.is_empty(),
+        "no seeds loaded from tests/model.proptest-regressions"
+    );
+}
+
+#[test]
+fn saved_regression_cases_pass() {
+    // The cases the seeds of model.proptest-regressions once shrank to.
+    // A seed replays through the current strategies, which have changed
+    // since it was saved, so the shrunk cases are kept here as well.
+    let cases: &[&[Op]] = &[
+        // A request just under the trim threshold that top could not hold.
+        &[Op::Malloc(1712049)],
+    ];
+    for ops in cases {
+        let mut m = Model::new(Heap::new()).with_quick_lists();
+        m.run(ops).unwrap_or_else(|e| panic!("{ops:?}: {e}"));
+        assert_eq!(m.failures, 0, "{ops:?}: a request failed");
+    }
+}
+
+#[test]
+fn a_null_return_needs_an_excuse() {
+    // The model fails on a null return the heap had no reason for (so a
+    // heap that answers null to what it can serve cannot pass); these are
+    // the reasons it accepts, and nothing else.
+    let mut m = Model::new(Heap::new());
+    m.apply(&Op::Malloc(100)).unwrap();
+    let fp = m.heap.footprint();
+    let mib8 = Some(8 << 20);
+    assert!(!m.null_is_excused(mib8, 0, fp), "the heap can serve 8 MiB");
+    assert!(m.null_is_excused(mib8, 1, fp), "the OS failed on purpose");
+    assert!(m.null_is_excused(None, 0, fp), "the size overflowed");
+    assert!(m.null_is_excused(Some(1 << 41), 0, fp), "2 TiB: no machine");
+    m.heap.set_footprint_limit(fp);
+    assert!(m.null_is_excused(mib8, 0, fp), "past the footprint limit");
+    m.apply(&Op::Malloc(8 << 20)).unwrap();
+    assert_eq!(m.failures, 1, "refused under the limit, and counted");
+    m.heap.set_footprint_limit(0);
+    m.apply(&Op::Malloc(8 << 20)).unwrap();
+    assert_eq!(m.failures, 1, "served once the limit is lifted");
+    m.free_all().unwrap();
 }
 
 #[test]

@@ -3,13 +3,25 @@
 //! them), the heap stays consistent, and memory freed afterwards is reused.
 
 use std::process::Command;
+use std::sync::Mutex;
 use tessera::global;
 
 #[global_allocator]
 static GLOBAL: tessera::Tessera = tessera::Tessera;
 
+/// The footprint limit is process-wide: while one test holds it tight, a
+/// sibling test's allocations (the harness runs tests on threads) would
+/// fail, or move the footprint the test measures. Every test of this
+/// binary holds this lock.
+static ALONE: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn requests_past_the_limit_fail_with_null_and_the_heap_recovers() {
+    let _alone = alone();
     // The limit is process-wide: while it is tight, this test must not
     // allocate through Rust (the harness shares the allocator), so the
     // bookkeeping is sized up front and failures are reported after the
@@ -60,6 +72,7 @@ fn child_exhausts_memory() {
 
 #[test]
 fn rust_runtime_reports_allocation_failure() {
+    let _alone = alone();
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",

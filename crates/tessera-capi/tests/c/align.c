@@ -29,6 +29,7 @@ static void *get(int kind, size_t align, size_t size) {
 }
 
 int main(void) {
+    tessera_serves_this_process();
     uint64_t seed = 0x243f6a8885a308d3ULL;
     for (size_t align = 8; align <= (16u << 20); align *= 2) {
         size_t sizes[] = {0, 1, 8, 100, align - 1, align, align + 1, 3 * align};

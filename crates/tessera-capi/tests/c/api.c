@@ -23,14 +23,6 @@ static const char *slurp(FILE *f) {
     return buf;
 }
 
-static void tessera_is_the_allocator(void) {
-    size_t before = tessera_footprint();
-    void *big = malloc(8 << 20);
-    CHECK(big != NULL);
-    CHECK(tessera_footprint() >= before + (8 << 20));
-    free(big);
-}
-
 static void malloc_free_usable(void) {
     void *a = malloc(0), *b = malloc(0);
     CHECK(a && b && a != b);
@@ -342,12 +334,33 @@ static void mallopt_rules(void) {
 }
 
 static void extra_api(void) {
-    struct tessera_stats s;
+    /* Single-threaded: nothing moves between these calls, so the
+     * statistics and the footprint calls agree exactly. */
+    struct tessera_stats s, t;
     tessera_stats(&s);
-    CHECK(s.footprint == tessera_footprint() || s.footprint > 0);
+    CHECK(s.footprint == tessera_footprint());
+    CHECK(s.max_footprint == tessera_max_footprint());
+    CHECK(s.footprint == s.arena + s.hblkhd);
     CHECK(s.arena == s.uordblks + s.fordblks);
-    CHECK(tessera_max_footprint() >= tessera_footprint());
+    CHECK(s.max_footprint >= s.footprint);
     CHECK(tessera_check() == 0);
+    /* A block too big for a segment is one more mapping, and the footprint
+     * grows by exactly that mapping (its header and page rounding, under
+     * 8 KiB), and shrinks back by as much when it is freed. */
+    enum { BIG = 40 << 20 };
+    void *big = malloc(BIG);
+    CHECK(big != NULL);
+    tessera_stats(&t);
+    CHECK(t.hblks == s.hblks + 1);
+    CHECK(t.hblkhd - s.hblkhd >= BIG && t.hblkhd - s.hblkhd <= BIG + 8192);
+    CHECK(t.footprint - s.footprint == t.hblkhd - s.hblkhd);
+    CHECK(t.footprint == tessera_footprint());
+    CHECK(t.arena == s.arena && t.uordblks == s.uordblks && t.inuse_chunks == s.inuse_chunks);
+    CHECK(tessera_max_footprint() >= t.footprint);
+    free(big);
+    tessera_stats(&t);
+    CHECK(t.hblks == s.hblks && t.hblkhd == s.hblkhd && t.footprint == s.footprint);
+    CHECK(tessera_footprint() == s.footprint);
 
     /* A footprint limit makes big requests fail with ENOMEM. */
     CHECK(tessera_footprint_limit() == 0);
@@ -369,7 +382,7 @@ static void extra_api(void) {
 }
 
 int main(void) {
-    tessera_is_the_allocator();
+    tessera_serves_this_process();
     malloc_free_usable();
     errno_is_kept_on_success();
     impossible_requests();

@@ -1,4 +1,5 @@
-/* Shared helpers of the C test programs: CHECK() and resident memory.
+/* Shared helpers of the C test programs: CHECK(), resident memory, and the
+ * proof that Tessera is the allocator serving the program.
  *
  * The programs are compiled with -fno-builtin so that the compiler neither
  * removes unused allocations nor folds calls it thinks it understands:
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <tessera.h>
 
 #define CHECK(cond)                                                            \
     do {                                                                       \
@@ -40,6 +43,40 @@ static inline void touch(void *p, size_t n) {
         c[i] = (char)i;
     if (n)
         c[n - 1] = 1;
+}
+
+/* Every test program calls this first, before it starts threads or changes
+ * any setting: it proves that Tessera serves this process's malloc and free
+ * (linked with -ltessera or preloaded), so that a program that would pass
+ * on glibc's malloc as well proves something about Tessera. A 40 MiB block
+ * is too big for a Tessera segment, so it always gets a mapping of its
+ * own; Tessera's own statistics must count exactly that one mapping while
+ * the block lives, and none once it is freed. Under glibc's malloc the
+ * Tessera symbols are missing (weak, null, when preloading) or count
+ * nothing. */
+static inline void tessera_serves_this_process(void) {
+    void (*volatile stats)(struct tessera_stats *) = tessera_stats;
+    if (stats == NULL) {
+        fprintf(stderr, "not on Tessera: tessera_stats is missing (is libtessera.so loaded?)\n");
+        exit(1);
+    }
+    enum { BIG = 40 << 20 };
+    struct tessera_stats before, during, after;
+    stats(&before);
+    void *p = malloc(BIG);
+    CHECK(p != NULL);
+    stats(&during);
+    free(p);
+    stats(&after);
+    if (during.hblks != before.hblks + 1 || during.hblkhd < before.hblkhd + BIG ||
+        after.hblks != before.hblks || after.hblkhd != before.hblkhd) {
+        fprintf(stderr,
+                "not on Tessera: malloc(40 MiB) and free left Tessera's direct mappings at "
+                "%zu, %zu, %zu (bytes %zu, %zu, %zu)\n",
+                before.hblks, during.hblks, after.hblks, before.hblkhd, during.hblkhd,
+                after.hblkhd);
+        exit(1);
+    }
 }
 
 /* xorshift64*: deterministic pseudo-random numbers. */

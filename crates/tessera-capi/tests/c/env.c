@@ -19,6 +19,7 @@ static void *busy(void *arg) {
 }
 
 int main(void) {
+    tessera_serves_this_process();
     size_t h0 = mallinfo2().hblks;
     void *p = malloc(512 << 10);
     CHECK(p != NULL);

@@ -22,6 +22,7 @@ static void *share(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    tessera_serves_this_process();
     CHECK(argc == 2); /* a directory for snapshot files */
     tessera_heap *h = tessera_heap_create();
     CHECK(h != NULL);

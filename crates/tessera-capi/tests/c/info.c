@@ -67,6 +67,7 @@ static void info_xml(void) {
 }
 
 int main(void) {
+    tessera_serves_this_process();
     struct mallinfo2 m0 = mallinfo2();
     CHECK(m0.arena == m0.uordblks + m0.fordblks);
 

@@ -4,6 +4,7 @@
 #include "check.h"
 
 int main(int argc, char **argv) {
+    tessera_serves_this_process();
     CHECK(argc == 2);
     char *volatile p = malloc(100);
     CHECK(p != NULL);

@@ -26,6 +26,7 @@ static size_t vm_size(void) {
 static void *blocks[MAXBLOCKS];
 
 int main(void) {
+    tessera_serves_this_process();
     /* Warm up every path (thread cache, arena, direct chunks) before the
      * limit, so that what fails below is the allocator, not its set-up. */
     free(malloc(100));

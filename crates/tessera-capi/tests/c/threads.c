@@ -48,6 +48,7 @@ static void batch(int first, int n, int detach) {
 }
 
 int main(void) {
+    tessera_serves_this_process();
     alarm(240);
     enum { TOTAL = 6000, WARMUP = 600, WIDTH = 8 };
     long warm = 0;

@@ -47,6 +47,7 @@ static void *work(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    tessera_serves_this_process();
     CHECK(argc == 2);
     at_exit_block = malloc(123);
     CHECK(atexit(free_at_exit) == 0);

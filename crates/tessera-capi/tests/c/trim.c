@@ -23,6 +23,7 @@ static void empty(void) {
 }
 
 int main(void) {
+    tessera_serves_this_process();
     /* No automatic trimming: only malloc_trim gives memory back. */
     CHECK(mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1);
     long base = rss_kib();

@@ -81,8 +81,30 @@ pub fn have(program: &str) -> bool {
     })
 }
 
-/// True if `program` is available. If not: on CI (`CI=true`) the test
-/// fails; elsewhere it says loudly that it is skipped and what to install.
+/// True when running under CI (`CI=true` or `CI=1`), where a missing
+/// outside program fails the test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Writes `text` straight to file descriptor 2. The test harness captures
+/// `eprintln!` (and shows it only for failing tests), so a skipped test
+/// would look like a pass; a skip must be seen.
+pub fn loud(text: &str) {
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        // SAFETY: writes from a live buffer to a file descriptor.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// True if `program` is available. If not: on CI (`CI=true` or `CI=1`)
+/// the test fails; elsewhere it says loudly, on the real stderr, that it
+/// is skipped and what to install.
 pub fn require(program: &str, debian_package: &str) -> bool {
     if have(program) {
         return true;
@@ -91,10 +113,10 @@ pub fn require(program: &str, debian_package: &str) -> bool {
         "`{program}` is not installed: install the Debian package `{debian_package}` \
          (apt-get install -y {debian_package})"
     );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}");
+    if in_ci() {
+        panic!("CI is set and {msg}");
     }
-    eprintln!("\n**********\n*** SKIPPED: {msg}\n**********\n");
+    loud(&format!("\n**********\n*** SKIPPED: {msg}\n**********\n"));
     false
 }
 

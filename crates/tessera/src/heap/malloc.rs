@@ -400,7 +400,9 @@ impl<S: PageSource> State<S> {
         let Some(alignment) = alignment.checked_next_power_of_two() else {
             return ptr::null_mut();
         };
-        if bytes >= MAX_REQUEST - alignment || alignment >= MAX_REQUEST / 2 {
+        // (The alignment test first: `MAX_REQUEST - alignment` would
+        // underflow for an alignment above MAX_REQUEST.)
+        if alignment >= MAX_REQUEST / 2 || bytes >= MAX_REQUEST - alignment {
             return ptr::null_mut();
         }
         let nb = request2size(bytes);
