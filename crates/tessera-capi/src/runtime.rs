@@ -184,7 +184,11 @@ fn initialise() -> bool {
     let name = c"TESSERA_DECAY_MS";
     if let Some(v) = env::count_var(name) {
         if !global::set_tunable(Tunable::DecayMs, v) {
-            env::warn(name, env::get(name).unwrap_or(b""), "milliseconds up to 3600000");
+            env::warn(
+                name,
+                env::get(name).unwrap_or(b""),
+                "milliseconds up to 3600000",
+            );
         }
     }
     let name = c"TESSERA_BACKGROUND";

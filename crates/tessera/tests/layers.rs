@@ -66,10 +66,7 @@ const TESSERA: &[(&str, &[&str])] = &[
     ),
     ("heap: the handle (Heap)", &["heap::mspace", "heap"]),
     ("threads: arenas", &["threads::arena"]),
-    (
-        "threads: giving memory back over time",
-        &["threads::decay"],
-    ),
+    ("threads: giving memory back over time", &["threads::decay"]),
     ("threads: the thread cache", &["threads::tcache"]),
     (
         "threads: the global allocator",

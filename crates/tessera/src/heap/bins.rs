@@ -30,7 +30,9 @@ impl<S: PageSource> State<S> {
             if is_small(size) {
                 self.small.insert(p, size);
             } else {
-                self.tree.insert(TreeChunk::from_chunk(p), size);
+                let t = TreeChunk::from_chunk(p);
+                self.tree.insert(t, size);
+                (*t).freed_at = self.epoch;
                 self.tree_bytes += size;
             }
             if self.debugging() {

@@ -397,6 +397,11 @@ pub struct TreeChunk {
     pub parent: *mut TreeChunk,
     /// Index of the tree bin this chunk lives in.
     pub index: u32,
+    /// Tessera: when the chunk entered its bin, in the heap's ticks
+    /// (`State::epoch`; in dlmalloc this word is padding). Purging leaves
+    /// alone a chunk freed less than the decay delay ago: it is likely to
+    /// be reused, and purging it would only cost page faults.
+    pub freed_at: u32,
 }
 
 impl Chunk {

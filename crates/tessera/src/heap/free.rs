@@ -222,7 +222,7 @@ impl<S: PageSource> State<S> {
             self.consolidate_quick();
             let mut released = self.release_unused_segments();
             released += self.trim_top(pad);
-            released += self.purge(usize::MAX);
+            released += self.purge(usize::MAX, 0);
             released != 0
         }
     }
@@ -247,19 +247,20 @@ impl<S: PageSource> State<S> {
     // purges everything at once. Off in debug mode, whose fill pattern the
     // zero pages would break.
 
-    /// Purges free chunks of the tree bins that have whole pages inside and
-    /// are not purged yet, largest bins first, until at least `limit`
-    /// bytes were purged (`usize::MAX`: all). A dv with such pages is put
-    /// into its bin first (the next split makes a new one). Returns the
-    /// bytes purged.
+    /// Purges free chunks of the tree bins that have whole pages inside,
+    /// are not purged yet and entered their bin at least `min_age` ticks
+    /// ago (`State::epoch`; 0: any), largest bins first, until at least
+    /// `limit` bytes were purged (`usize::MAX`: all). A dv with such pages
+    /// is put into its bin first when every chunk qualifies (`min_age`
+    /// 0; the next split makes a new one). Returns the bytes purged.
     ///
     /// # Safety
     /// The heap must be consistent.
-    pub(crate) unsafe fn purge(&mut self, limit: usize) -> usize {
+    pub(crate) unsafe fn purge(&mut self, limit: usize, min_age: u32) -> usize {
         if self.debugging() {
             return 0;
         }
-        if self.dvsize != 0 && purgeable_bytes(self.dv as usize, self.dvsize) != 0 {
+        if min_age == 0 && self.dvsize != 0 && purgeable_bytes(self.dv as usize, self.dvsize) != 0 {
             let (dv, dvsize) = (self.dv, self.dvsize);
             self.dv = ptr::null_mut();
             self.dvsize = 0;
@@ -278,6 +279,7 @@ impl<S: PageSource> State<S> {
             }
             let source = &self.source;
             let purged = &mut self.purged;
+            let epoch = self.epoch;
             let mut visit = |t: *mut TreeChunk, _: TreeNodeInfo| {
                 let p = TreeChunk::as_chunk(t);
                 // SAFETY: bin members are free chunks of this heap; only
@@ -285,7 +287,7 @@ impl<S: PageSource> State<S> {
                 // handed to the OS, and the head gets FLAG4.
                 unsafe {
                     let head = Chunk::head(p);
-                    if !head.flag4() {
+                    if !head.flag4() && epoch.wrapping_sub((*t).freed_at) >= min_age {
                         let (start, end) = purgeable(p as usize, head.size());
                         if end > start {
                             source.purge(start as *mut u8, end - start);

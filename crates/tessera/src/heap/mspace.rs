@@ -139,6 +139,7 @@ impl<S: PageSource> Heap<S> {
                 top_clean: top as usize + MEM_OFFSET,
                 purged: 0,
                 tree_bytes: 0,
+                epoch: 0,
                 carved_clean: ptr::null_mut(),
                 config,
                 shared: ptr::null(),
@@ -312,7 +313,7 @@ impl<S: PageSource> Heap<S> {
     /// segments and trims top.
     pub fn purge(&mut self) -> usize {
         // SAFETY: the heap is consistent between public calls.
-        unsafe { self.state_mut().purge(usize::MAX) }
+        unsafe { self.state_mut().purge(usize::MAX, 0) }
     }
 
     /// Bytes currently obtained from the OS (committed segment bytes plus

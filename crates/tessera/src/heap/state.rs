@@ -136,6 +136,10 @@ pub struct State<S: PageSource> {
     /// among them): `tree_bytes - purged` is what purging could still give
     /// back.
     pub(crate) tree_bytes: usize,
+    /// The heap's clock for purging, in ticks of `threads::decay`
+    /// (advanced by the process allocator; 0 for a standalone heap): the
+    /// stamp a chunk entering a tree bin gets (`TreeChunk::freed_at`).
+    pub(crate) epoch: u32,
     /// Set by `carve_top` when the chunk it returns is all zero beyond its
     /// header; calloc clears it before allocating and reads it after.
     pub(crate) carved_clean: *mut Chunk,

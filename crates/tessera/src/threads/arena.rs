@@ -319,8 +319,10 @@ pub(crate) unsafe fn lock(a: *mut Arena) {
 /// plain load and store suffice).
 #[inline(always)]
 fn note_use(a: &Arena) {
-    a.uses
-        .store(a.uses.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    a.uses.store(
+        a.uses.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// Tries to lock `a` for housekeeping (see `decay`): drains its remote
