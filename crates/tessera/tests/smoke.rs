@@ -502,3 +502,29 @@ fn check_reports_a_dirty_byte_in_fresh_top_at_its_address() {
     // SAFETY: live pointer.
     unsafe { h.free(a) };
 }
+
+/// As in malloc.c, a split may leave top no larger than its 16-byte header
+/// (`nb < topsize`): the checker, the snapshot walk and a later free all
+/// take it. (The fidelity test against the dlmalloc crate found that
+/// Tessera used to grow top instead.)
+#[test]
+fn top_may_shrink_to_its_header() {
+    let mut h = Heap::new();
+    let top = h.stats().keepcost;
+    // A request whose chunk leaves exactly 16 bytes of top.
+    let p = h.malloc(top - 16 - 8);
+    assert!(!p.is_null());
+    assert_eq!(h.stats().keepcost, 16);
+    h.check().unwrap();
+    let snap = Snapshot::capture(&h, 0);
+    let t = snap
+        .chunks
+        .iter()
+        .find(|c| c.kind == ChunkKind::Top)
+        .expect("the snapshot walk reaches top");
+    assert_eq!(t.size, 16);
+    // SAFETY: live, freed once.
+    unsafe { h.free(p) };
+    h.check().unwrap();
+    assert!(h.stats().keepcost >= top);
+}

@@ -202,8 +202,13 @@ impl<S: PageSource> State<S> {
             while p < fence {
                 let head = Chunk::head(p);
                 let size = head.size();
-                if size < MIN_CHUNK_SIZE || size % MALLOC_ALIGNMENT != 0 {
-                    return fail(p, "chunk size is a multiple of 16 and at least 32");
+                // (Top alone may be as small as its 16-byte header.)
+                let least = if p == self.top { 16 } else { MIN_CHUNK_SIZE };
+                if size < least || size % MALLOC_ALIGNMENT != 0 {
+                    return fail(
+                        p,
+                        "chunk size is a multiple of 16 and at least 32 (top: 16)",
+                    );
                 }
                 let next = Chunk::plus_offset(p, size);
                 if next > fence {

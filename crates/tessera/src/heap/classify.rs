@@ -51,7 +51,9 @@ pub(crate) unsafe fn diagnose(seg: *mut Segment, p: *mut Chunk, for_realloc: boo
             let h = Chunk::head(q);
             let size = h.size();
             let next = Chunk::plus_offset(q, size);
-            if size < MIN_CHUNK_SIZE || size % MALLOC_ALIGNMENT != 0 || next > fence {
+            // (The last chunk, top, may be as small as its 16-byte header.)
+            let least = if next == fence { 16 } else { MIN_CHUNK_SIZE };
+            if size < least || size % MALLOC_ALIGNMENT != 0 || next > fence {
                 // The walk breaks at or before p: a header was overwritten.
                 return if q <= p {
                     Misuse::CorruptHeader

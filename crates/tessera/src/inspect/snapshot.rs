@@ -400,7 +400,9 @@ impl<S: PageSource> State<S> {
                 while p < fence {
                     let head = Chunk::head(p);
                     let size = head.size();
-                    if size < MIN_CHUNK_SIZE || Chunk::plus_offset(p, size) > fence {
+                    // (Top alone may be as small as its 16-byte header.)
+                    let least = if p == self.top { 16 } else { MIN_CHUNK_SIZE };
+                    if size < least || Chunk::plus_offset(p, size) > fence {
                         break; // corrupt; `check` says where
                     }
                     f(&Item::Chunk(ChunkInfo {

@@ -63,7 +63,7 @@ use crate::sys::report::{fatal, Misuse};
 use crate::sys::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The first medium class.
 pub const MEDIUM_BASE: usize = NSMALL;
@@ -157,6 +157,24 @@ pub const MAX_CACHED_BYTES: usize = {
 };
 
 const _: () = assert!(MAX_CACHED_BYTES < 1 << 20);
+
+/// After `fork` only the forking thread exists: [`LIVE_CACHES`] counts
+/// its cache alone (or none), so a single-threaded child does not start a
+/// background thread because its parent had several. Registered once, on
+/// the first refill.
+fn register_fork_child() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.load(Ordering::Relaxed) || DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    extern "C" fn child() {
+        // SAFETY: the child's only thread reads its own cache's status.
+        let live = unsafe { (*cache()).status } == LIVE;
+        LIVE_CACHES.store(usize::from(live), Ordering::Relaxed);
+    }
+    // SAFETY: registers a plain function that lives as long as the process.
+    unsafe { libc::pthread_atfork(None, None, Some(child)) };
+}
 
 /// Chunks a class's first refill takes (see `ThreadCache::refill`).
 const FIRST_BATCH: u16 = 4;
@@ -891,7 +909,9 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
 fn malloc_refill(size: usize, c: usize) -> *mut u8 {
     let _errno = errno::Saved::now();
     if with(|tc| tc.usable()) {
-        // Outside every lock and cache borrow: may start a thread.
+        // Outside every lock and cache borrow: may start a thread, and
+        // `pthread_atfork` may allocate.
+        register_fork_child();
         decay::maybe_start(LIVE_CACHES.load(Ordering::Relaxed));
         // The arena is locked before the cache is borrowed: binding a
         // thread may register the fork handlers, and `pthread_atfork` may
