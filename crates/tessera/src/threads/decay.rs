@@ -215,13 +215,12 @@ pub fn pass(now: u64) -> usize {
     }
     let delay = delay_ms() as u64;
     let mut given = 0;
-    for i in 0..arena::count() {
+    for (i, seen) in SEEN.iter().enumerate().take(arena::count()) {
         let a = arena::get(i);
         // SAFETY: arenas are never freed.
         if a.is_null() || unsafe { (*a).abandoned } {
             continue;
         }
-        let seen = &SEEN[i];
         // SAFETY: as above; `uses` is an atomic.
         let uses = unsafe { (*a).uses.load(Ordering::Relaxed) };
         let active = uses != seen.uses.load(Ordering::Relaxed);
