@@ -13,8 +13,9 @@
 //! The list exists for fork: this module's fork handlers, registered when
 //! the first heap is created, lock the list, then every heap on it, so a
 //! child can go on using any heap. (Registered after the runtime's, they
-//! run first before `fork` and last after it: heaps, then the trace
-//! recorder, then the arenas, and back in reverse.)
+//! run first before `fork` and last after it: stdio's list lock, the heaps,
+//! then the trace recorder, then the arenas, and back in reverse; see
+//! [`crate::fork`].)
 //!
 //! Blocks of a separate heap must be freed with `tessera_heap_free` on the
 //! same heap; `free()` of such a block (or `tessera_heap_free` of a block
@@ -30,6 +31,7 @@ use core::mem::ManuallyDrop;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use tessera_core::global;
+use tessera_core::sys::fork::ForkGate;
 use tessera_core::sys::lock::RawLock;
 use tessera_core::{Heap, Stats};
 
@@ -575,8 +577,16 @@ fn ensure_atfork() {
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
-/// Fork: lock the list, then every heap on it.
+/// Whether the prepare handler now running took the locks.
+static FORK_GATE: ForkGate = ForkGate::new();
+
+/// Fork: stdio's list lock (see [`crate::fork`]), then the list, then
+/// every heap on it; nothing while the process has one thread.
 pub fn fork_prepare() {
+    if !FORK_GATE.enter() {
+        return;
+    }
+    crate::fork::hold_stdio();
     LIST.lock.lock();
     // SAFETY: the list is locked; its handles are live.
     unsafe {
@@ -590,6 +600,9 @@ pub fn fork_prepare() {
 
 /// Fork, parent side: unlock every heap, then the list.
 pub fn fork_parent() {
+    if !FORK_GATE.leave() {
+        return;
+    }
     // SAFETY: this thread locked all of them in `fork_prepare`.
     unsafe {
         let mut h = *LIST.head.get();
@@ -599,10 +612,14 @@ pub fn fork_parent() {
         }
         LIST.lock.unlock();
     }
+    crate::fork::release_stdio();
 }
 
 /// Fork, child side: the only thread holds every lock; reset them.
 pub fn fork_child() {
+    if !FORK_GATE.leave() {
+        return;
+    }
     // SAFETY: the child has one thread, the one that locked everything.
     unsafe {
         let mut h = *LIST.head.get();
@@ -612,4 +629,5 @@ pub fn fork_child() {
         }
         LIST.lock.reset();
     }
+    crate::fork::reset_stdio();
 }

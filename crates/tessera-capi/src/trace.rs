@@ -217,9 +217,16 @@ pub fn fork_parent() {
 }
 
 /// Fork, child side: stop recording. The parent's unwritten records stay
-/// the parent's to write; the child closes its copy of the descriptor.
-pub fn fork_child() {
+/// the parent's to write. When `fork_prepare` ran (`locked`), the child
+/// also closes its copy of the descriptor and drops the buffer; when it
+/// did not (a process with one thread, maybe a fork from a signal handler
+/// that interrupted a record), the recorder is left as it is for the
+/// interrupted code to finish, and the descriptor (close-on-exec) stays.
+pub fn fork_child(locked: bool) {
     ACTIVE.store(false, Ordering::Relaxed);
+    if !locked {
+        return;
+    }
     // SAFETY: the child has a single thread, which holds the lock (taken in
     // `fork_prepare`); the buffer is dropped, never written.
     unsafe {

@@ -49,6 +49,23 @@ fn fork_while_other_threads_allocate_and_print() {
     run_both("fork", &[], Duration::from_secs(120));
 }
 
+/// Issue 16, item 1: forks while other threads hold stdio locks and call
+/// malloc under them (getline, fflush(NULL), threads coming and going).
+/// Before the fork handlers took stdio's list lock first, the first few
+/// forks hung.
+#[test]
+fn fork_while_threads_hold_stdio_locks_does_not_hang() {
+    run_both("fork_stdio", &[], Duration::from_secs(90));
+}
+
+/// Issue 16, item 2: a single-threaded program whose SIGUSR1 handler forks,
+/// signalled every 400 us while its main loop forks and allocates. Before
+/// the fork handlers stood aside with one thread, it hung at once.
+#[test]
+fn fork_from_a_signal_handler_does_not_hang() {
+    run_both("fork_signal", &[], Duration::from_secs(90));
+}
+
 #[test]
 fn thousands_of_short_lived_threads_keep_rss_bounded() {
     run_both("threads", &[], Duration::from_secs(120));

@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 /// Crate `tessera`, bottom up.
 const TESSERA: &[(&str, &[&str])] = &[
     (
-        "sys: pages, locks, fatal reports, the address registry",
+        "sys: pages, locks, fatal reports, the registry, fork",
         &[
             "sys::report",
             "sys::os",
             "sys::lock",
             "sys::registry",
+            "sys::fork",
             "sys",
         ],
     ),
@@ -87,8 +88,8 @@ const TESSERA_EXEMPT: &[&str] = &["testing"];
 /// Crate `tessera-capi` (libtessera.so), bottom up.
 const CAPI: &[(&str, &[&str])] = &[
     (
-        "errno, output without malloc, the environment",
-        &["errno", "out", "env"],
+        "errno, output without malloc, environment, stdio at fork",
+        &["errno", "out", "env", "fork"],
     ),
     ("the trace recorder", &["trace"]),
     ("set-up, fork handlers, exit", &["runtime"]),

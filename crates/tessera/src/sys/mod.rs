@@ -6,9 +6,13 @@
 //! - [`report`]: one line on stderr naming a misuse, then `abort()`.
 //! - [`registry`]: which addresses belong to some heap (one bit per
 //!   segment slot, one per direct page) and the process secret.
+//! - [`fork`]: whether the process has other threads, and the gate that
+//!   tells fork handlers whether to lock (skipped with one thread, so that
+//!   a signal handler may fork).
 //!
 //! Nothing here knows about chunks; no module here uses a higher layer.
 
+pub mod fork;
 pub mod lock;
 pub mod os;
 pub mod registry;

@@ -329,10 +329,21 @@ pub fn set_footprint_limit(bytes: usize) -> usize {
 }
 
 /// Fork support: call before `fork`. The allocator registers these three
-/// with `pthread_atfork` itself on first use; registering them again is
-/// harmless (nested calls do nothing).
+/// with `pthread_atfork` itself on first use (unless
+/// [`leave_fork_handlers_to_embedder`] was called); registering them again
+/// is harmless (nested calls do nothing). With one thread in the process
+/// they do nothing at all, so a signal handler may fork.
 pub fn fork_prepare() {
     arena::fork_prepare();
+}
+
+/// For an embedder that calls [`fork_prepare`], [`fork_parent`] and
+/// [`fork_child`] from fork handlers of its own, in an order it must
+/// choose (libtessera.so takes stdio's list lock first): the allocator
+/// will not register its own. Call it before the first allocation;
+/// returns false if they were registered already.
+pub fn leave_fork_handlers_to_embedder() -> bool {
+    arena::leave_fork_handlers_to_embedder()
 }
 
 /// Fork support: call in the parent after `fork`.
