@@ -221,7 +221,11 @@ pub unsafe extern "C" fn tessera_heap_calloc(h: *mut Handle, n: usize, size: usi
 /// `h` is a live handle; `p` is null or a live block of it.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_free(h: *mut Handle, p: *mut c_void) {
-    if h.is_null() || p.is_null() {
+    if h.is_null() {
+        crate::errno::set(libc::EINVAL);
+        return;
+    }
+    if p.is_null() {
         return;
     }
     let e = Errno::save();
@@ -279,7 +283,11 @@ pub unsafe extern "C" fn tessera_heap_memalign(
 /// `h` is a live handle; `p` is null or a live block of it.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_usable_size(h: *mut Handle, p: *mut c_void) -> usize {
-    if h.is_null() || p.is_null() {
+    if h.is_null() {
+        crate::errno::set(libc::EINVAL);
+        return 0;
+    }
+    if p.is_null() {
         return 0;
     }
     // SAFETY: a live handle and block (caller).
@@ -293,6 +301,7 @@ pub unsafe extern "C" fn tessera_heap_usable_size(h: *mut Handle, p: *mut c_void
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_trim(h: *mut Handle, pad: usize) -> c_int {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     let e = Errno::save();
@@ -309,6 +318,7 @@ pub unsafe extern "C" fn tessera_heap_trim(h: *mut Handle, pad: usize) -> c_int 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_stats(h: *mut Handle, out: *mut TesseraStats) {
     if h.is_null() || out.is_null() {
+        crate::errno::set(libc::EINVAL);
         return;
     }
     // SAFETY: a live handle, a writable `out` (caller).
@@ -335,6 +345,7 @@ pub fn stderr_stream() -> *mut libc::FILE {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_malloc_stats(h: *mut Handle) {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return;
     }
     // SAFETY: a live handle (caller).
@@ -362,6 +373,7 @@ pub unsafe extern "C" fn tessera_heap_malloc_stats(h: *mut Handle) {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_footprint(h: *mut Handle) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
@@ -375,6 +387,7 @@ pub unsafe extern "C" fn tessera_heap_footprint(h: *mut Handle) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_max_footprint(h: *mut Handle) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
@@ -388,6 +401,7 @@ pub unsafe extern "C" fn tessera_heap_max_footprint(h: *mut Handle) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_footprint_limit(h: *mut Handle) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
@@ -402,27 +416,31 @@ pub unsafe extern "C" fn tessera_heap_footprint_limit(h: *mut Handle) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_set_footprint_limit(h: *mut Handle, bytes: usize) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
     unsafe { with(h, |heap| heap.set_footprint_limit(bytes)) }
 }
 
-/// Prints a failed check as one line on stderr.
+/// Prints a failed check as one line on stderr and sets errno to
+/// `ENOTRECOVERABLE` (the heap is corrupted).
 fn report_check(err: tessera_core::CheckError) {
     let mut line = StackBuf::<512>::new();
     let _ = writeln!(line, "tessera: {err}");
     crate::out::stderr_raw(line.as_bytes());
+    crate::errno::set(libc::ENOTRECOVERABLE);
 }
 
 /// `tessera_heap_check(h)`: 0 if consistent, else -1 after a line on
-/// stderr.
+/// stderr (errno `ENOTRECOVERABLE`; `EINVAL` for a NULL handle).
 ///
 /// # Safety
 /// `h` is a live handle.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_check(h: *mut Handle) -> c_int {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return -1;
     }
     // SAFETY: a live handle (caller).
@@ -514,6 +532,7 @@ pub extern "C" fn tessera_set_footprint_limit(bytes: usize) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_stats(out: *mut TesseraStats) {
     if out.is_null() {
+        crate::errno::set(libc::EINVAL);
         return;
     }
     let _ = crate::runtime::mode();
@@ -522,7 +541,7 @@ pub unsafe extern "C" fn tessera_stats(out: *mut TesseraStats) {
 }
 
 /// `tessera_check()`: 0 if every arena is consistent, else -1 after a line
-/// on stderr.
+/// on stderr (errno `ENOTRECOVERABLE`).
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn tessera_check() -> c_int {
     let _ = crate::runtime::mode();

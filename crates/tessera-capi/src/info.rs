@@ -168,6 +168,9 @@ pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
         }
         _ => false,
     };
+    if !ok {
+        crate::errno::set(libc::EINVAL);
+    }
     c_int::from(ok)
 }
 
@@ -344,7 +347,9 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
 /// `malloc_info(options, fp)`: the state of every arena as XML in glibc's
 /// shape (`<malloc version="1">`, one `<heap nr>` per arena with its free
 /// chunks by bin, then totals). Returns 0, or `EINVAL` for nonzero
-/// `options` or a NULL stream (glibc returns the code, not -1).
+/// `options` or a NULL stream (glibc returns the code, not -1; errno is
+/// set to it too), or -1 when the write fails (errno from the write) or
+/// the report did not fit in memory (`ENOMEM`).
 ///
 /// In `<sizes>`, each `<size>` is one small or tree bin and `<unsorted>`
 /// the designated victim, after one `<size>` per size of the chunks parked
@@ -360,6 +365,7 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
     if options != 0 || fp.is_null() {
+        crate::errno::set(libc::EINVAL);
         return libc::EINVAL;
     }
     let _ = crate::runtime::mode();
@@ -391,12 +397,17 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
     );
     // SAFETY: a valid stream (caller), and no allocator lock is held now.
     let ok = unsafe { fwrite_all(fp, out.as_bytes()) };
-    e.restore();
-    if ok && !out.truncated {
-        0
-    } else {
-        -1
+    if !ok {
+        // errno is the failed write's.
+        return -1;
     }
+    if out.truncated {
+        // The report did not fit in the memory the kernel gave.
+        e.fail(libc::ENOMEM);
+        return -1;
+    }
+    e.restore();
+    0
 }
 
 #[cfg(test)]

@@ -66,6 +66,13 @@ fn fork_from_a_signal_handler_does_not_hang() {
     run_both("fork_signal", &[], Duration::from_secs(90));
 }
 
+/// Issue 16, item 3: every failing entry point sets errno (posix_memalign
+/// left it alone before), every success keeps it.
+#[test]
+fn every_failure_sets_errno() {
+    run_both("errno", &[], Duration::from_secs(60));
+}
+
 #[test]
 fn thousands_of_short_lived_threads_keep_rss_bounded() {
     run_both("threads", &[], Duration::from_secs(120));
