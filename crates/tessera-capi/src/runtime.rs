@@ -182,6 +182,9 @@ fn initialise() -> bool {
     if let Some(v) = env::count_var(c"TESSERA_ARENA_MAX") {
         global::set_tunable(Tunable::ArenaMax, v);
     }
+    if let Some(b) = env::perturb_var() {
+        global::set_tunable(Tunable::Perturb, usize::from(b));
+    }
     let name = c"TESSERA_TCACHE_MEDIUM";
     if let Some(v) = env::size_var(name) {
         if !global::set_tunable(Tunable::MediumCache, v) {
@@ -244,15 +247,13 @@ pub fn before_free(mode: u8, event: Event) {
 }
 
 /// Runs the full checker over every arena; on failure prints one line and
-/// aborts.
+/// ends the program (as M_CHECK_ACTION says: by default `abort()`).
 #[cold]
 pub fn check_or_die() {
     if let Err(err) = global::check() {
         let mut line = StackBuf::<512>::new();
         let _ = writeln!(line, "tessera: TESSERA_CHECK: {err}");
-        stderr_raw(line.as_bytes());
-        // SAFETY: abort never returns.
-        unsafe { libc::abort() };
+        tessera_core::sys::report::stop(line.as_bytes());
     }
 }
 

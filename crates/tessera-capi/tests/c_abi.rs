@@ -73,6 +73,45 @@ fn every_failure_sets_errno() {
     run_both("errno", &[], Duration::from_secs(60));
 }
 
+/// Issue 16, item 4: mallopt answers every parameter glibc knows as glibc
+/// 2.36 does, and M_MXFAST, M_CHECK_ACTION, M_ARENA_TEST, M_ARENA_MAX mean
+/// something. The same table of answers is first checked against glibc
+/// itself (the program without Tessera), so the table is glibc's.
+#[test]
+fn mallopt_takes_glibcs_parameters() {
+    let dir = temp_dir("mallopt-reference");
+    if !require("cc", "gcc") {
+        return;
+    }
+    let exe = compile("mallopt", Mode::Preload, dir.path());
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.env_remove("LD_PRELOAD").arg("reference");
+    let out = run(&mut cmd, Duration::from_secs(60));
+    out.assert_ok("mallopt reference (glibc)");
+    assert!(out.stdout_str().contains("mallopt: ok (reference)"));
+    run_both("mallopt", &[], Duration::from_secs(120));
+}
+
+/// Issue 16, item 5: M_PERTURB (set by mallopt) and MALLOC_PERTURB_ (from
+/// the start): every block handed out filled with b ^ 0xff, every block
+/// freed with b, calloc zero; off again, freed blocks keep their bytes.
+#[test]
+fn perturb_fills_blocks_handed_out_and_freed() {
+    run_both("perturb", &["mallopt"], Duration::from_secs(60));
+    let dir = temp_dir("perturb-env");
+    if !require("cc", "gcc") {
+        return;
+    }
+    for mode in Mode::BOTH {
+        let exe = compile("perturb", mode, dir.path());
+        let mut cmd = c_command(&exe, mode);
+        cmd.arg("env").env("MALLOC_PERTURB_", "90");
+        let out = run(&mut cmd, Duration::from_secs(60));
+        out.assert_ok(&format!("perturb env ({mode:?})"));
+        assert!(out.stdout_str().contains("perturb: ok (env, byte 0x5a)"));
+    }
+}
+
 #[test]
 fn thousands_of_short_lived_threads_keep_rss_bounded() {
     run_both("threads", &[], Duration::from_secs(120));

@@ -5,7 +5,7 @@
 //! Read [`State::free_chunk`] first: boundary-tag coalescing, the heart
 //! of dlmalloc.
 
-use super::chunk::{align_up, tag_ok, Chunk, Head, TreeChunk, MIN_CHUNK_SIZE};
+use super::chunk::{align_up, tag_ok, Chunk, Head, TreeChunk, MEM_OFFSET, MIN_CHUNK_SIZE};
 use super::classify::Classified;
 use super::lists::{class_of, MAX_CACHED_SIZE};
 use super::segment::{Emptied, Segment};
@@ -36,7 +36,9 @@ impl<S: PageSource> State<S> {
         unsafe {
             match self.validate(mem, false) {
                 Owned::Segment(p) => {
-                    self.free_chunk(p, Chunk::size(p));
+                    let size = Chunk::size(p);
+                    self.perturb_freed(p, size);
+                    self.free_chunk(p, size);
                     self.after_free();
                 }
                 Owned::Direct(p) => self.direct_free(p),
@@ -60,9 +62,26 @@ impl<S: PageSource> State<S> {
             if c.direct {
                 self.direct_free(c.chunk);
             } else {
-                self.free_chunk(c.chunk, Chunk::size(c.chunk));
+                let size = Chunk::size(c.chunk);
+                self.perturb_freed(c.chunk, size);
+                self.free_chunk(c.chunk, size);
                 self.after_free();
             }
+        }
+    }
+
+    /// M_PERTURB: fills the in-use chunk `p` of `size` bytes, which the
+    /// program is freeing, with the perturb byte, from its payload up to
+    /// its successor (whose `prev_foot` becomes the boundary tag).
+    ///
+    /// # Safety
+    /// `p` must be a validated in-use segment chunk of this heap.
+    #[inline(always)]
+    pub(crate) unsafe fn perturb_freed(&self, p: *mut Chunk, size: usize) {
+        if let Some(b) = self.config.perturb {
+            // SAFETY: the payload of an in-use chunk ends where its
+            // successor starts (caller).
+            unsafe { Chunk::to_mem(p).write_bytes(b, size - MEM_OFFSET) };
         }
     }
 
@@ -276,8 +295,9 @@ impl<S: PageSource> State<S> {
     }
 
     /// Parks the in-use chunk `p` (leaving a thread cache) on its quick
-    /// list instead of freeing it, if it has a quick-list size and the
-    /// budget has room (never in debug mode); returns whether it did.
+    /// list instead of freeing it, if it has a quick-list size (at most
+    /// `config.max_fast`) and the budget has room (never in debug mode);
+    /// returns whether it did.
     ///
     /// # Safety
     /// `p` must be a validated in-use segment chunk of this heap that
@@ -286,7 +306,7 @@ impl<S: PageSource> State<S> {
     pub(crate) unsafe fn park(&mut self, p: *mut Chunk) -> bool {
         // SAFETY: `p` is validated (caller).
         let size = unsafe { Chunk::size(p) };
-        if self.quick.is_null() || size > MAX_CACHED_SIZE || self.debug.level >= 2 {
+        if self.quick.is_null() || size > self.config.max_fast || self.debug.level >= 2 {
             return false;
         }
         // SAFETY: forwarded to the caller; the lists are this arena's.

@@ -3,6 +3,31 @@
 //! Nothing here allocates: the line is assembled in a stack buffer and
 //! written with a single `write(2)`, so it is safe inside malloc and free,
 //! with any lock held.
+//!
+//! What happens then is glibc's M_CHECK_ACTION ([`set_check_action`]):
+//! bit 0 prints the line, bit 1 ends the program with `abort()` (SIGABRT,
+//! a core dump where enabled); without bit 1 it ends with `_exit(127)`.
+//! The program never goes on: the heap it would go on with is corrupted.
+//! The default, 3, prints and aborts.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// M_CHECK_ACTION's bits that Tessera uses (module docs).
+static CHECK_ACTION: AtomicU8 = AtomicU8::new(3);
+
+/// Print the line.
+pub const ACTION_PRINT: u8 = 1;
+/// End with `abort()` rather than `_exit(127)`.
+pub const ACTION_ABORT: u8 = 2;
+
+/// Sets what detected corruption does (glibc's M_CHECK_ACTION; bits above
+/// the two of the module docs are ignored).
+pub fn set_check_action(value: i32) {
+    CHECK_ACTION.store(
+        value as u8 & (ACTION_PRINT | ACTION_ABORT),
+        Ordering::Relaxed,
+    );
+}
 
 /// What went wrong, in Tessera's words. The message names the problem; the
 /// pointer is printed after it.
@@ -77,10 +102,72 @@ pub fn fatal_msg(msg: &str, addr: usize) -> ! {
     n += write_hex(&mut buf[n..], addr);
     buf[n] = b'\n';
     n += 1;
-    // SAFETY: writes `n` initialised bytes of `buf` to fd 2; abort never returns.
+    stop(&buf[..n])
+}
+
+/// Prints `line` (a whole line, newline included; unless M_CHECK_ACTION
+/// says not to) and ends the program as M_CHECK_ACTION says: every report
+/// of detected corruption ends here.
+#[cold]
+pub fn stop(line: &[u8]) -> ! {
+    let action = CHECK_ACTION.load(Ordering::Relaxed);
+    // SAFETY: write(2) of a live buffer to fd 2; `pthread_setcancelstate`
+    // with a valid out pointer; abort and _exit never return.
     unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
-        libc::abort()
+        // The write is a cancellation point: acted upon here, cancellation
+        // would unwind through frames that cannot unwind.
+        let _off = CancelOff::new();
+        if action & ACTION_PRINT != 0 {
+            libc::write(2, line.as_ptr().cast(), line.len());
+        }
+        if action & ACTION_ABORT != 0 {
+            libc::abort()
+        }
+        libc::_exit(127)
+    }
+}
+
+extern "C" {
+    /// POSIX; not in the `libc` crate.
+    fn pthread_setcancelstate(
+        state: core::ffi::c_int,
+        old: *mut core::ffi::c_int,
+    ) -> core::ffi::c_int;
+}
+
+/// `PTHREAD_CANCEL_DISABLE` (glibc's value).
+const PTHREAD_CANCEL_DISABLE: core::ffi::c_int = 1;
+
+/// Thread cancellation turned off for as long as this lives (restored as
+/// it was when dropped): for code that reaches a cancellation point (a
+/// `write`, stdio) inside frames that must not unwind, as glibc does around
+/// its `malloc_stats`. A cancellation requested meanwhile is acted upon at
+/// the thread's next cancellation point after that.
+pub struct CancelOff {
+    old: core::ffi::c_int,
+}
+
+impl CancelOff {
+    /// Turns cancellation off.
+    pub fn new() -> CancelOff {
+        let mut old = 0;
+        // SAFETY: a valid state and a valid pointer for the old one.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        CancelOff { old }
+    }
+}
+
+impl Default for CancelOff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for CancelOff {
+    fn drop(&mut self) {
+        let mut ignored = 0;
+        // SAFETY: as in `new`; `old` is what the call there returned.
+        unsafe { pthread_setcancelstate(self.old, &mut ignored) };
     }
 }
 

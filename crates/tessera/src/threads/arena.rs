@@ -120,7 +120,7 @@ struct SharedConfig {
     words: [AtomicUsize; CONFIG_WORDS],
 }
 
-const CONFIG_WORDS: usize = 6;
+const CONFIG_WORDS: usize = 8;
 
 /// `Config` as words (every field named, so a new field must be added).
 fn config_words(c: &Config) -> [usize; CONFIG_WORDS] {
@@ -131,6 +131,8 @@ fn config_words(c: &Config) -> [usize; CONFIG_WORDS] {
         granularity,
         mmap_max,
         dynamic_threshold,
+        perturb,
+        max_fast,
     } = *c;
     [
         mmap_threshold,
@@ -139,6 +141,8 @@ fn config_words(c: &Config) -> [usize; CONFIG_WORDS] {
         granularity,
         mmap_max,
         usize::from(dynamic_threshold),
+        perturb.map_or(0, |b| 0x100 | usize::from(b)),
+        max_fast,
     ]
 }
 
@@ -151,6 +155,12 @@ fn config_from_words(w: &[usize; CONFIG_WORDS]) -> Config {
         granularity: w[3],
         mmap_max: w[4],
         dynamic_threshold: w[5] != 0,
+        perturb: if w[6] & 0x100 != 0 {
+            Some(w[6] as u8)
+        } else {
+            None
+        },
+        max_fast: w[7],
     }
 }
 
@@ -168,6 +178,8 @@ static CONFIG: SharedConfig = {
             AtomicUsize::new(c.granularity),
             AtomicUsize::new(c.mmap_max),
             AtomicUsize::new(1),
+            AtomicUsize::new(0),
+            AtomicUsize::new(c.max_fast),
         ],
     }
 };
@@ -212,7 +224,9 @@ pub(crate) fn update_config(f: impl FnOnce(&mut Config)) {
     });
 }
 
-/// The arena limit in effect.
+/// The arena limit in effect: M_ARENA_MAX if set, else 8 x cores or
+/// M_ARENA_TEST, whichever is more (glibc consults the number of cores
+/// only once more than M_ARENA_TEST arenas exist).
 pub(crate) fn limit() -> usize {
     let l = LIMIT.load(Ordering::Relaxed);
     if l != 0 {
@@ -220,12 +234,23 @@ pub(crate) fn limit() -> usize {
     }
     // SAFETY: sysconf has no preconditions and does not allocate.
     let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    (8 * cores.max(1) as usize).min(MAX_ARENAS)
+    (8 * cores.max(1) as usize)
+        .max(ARENA_TEST.load(Ordering::Relaxed))
+        .min(MAX_ARENAS)
 }
 
 /// Sets M_ARENA_MAX (0 = default). Existing arenas stay.
 pub(crate) fn set_limit(n: usize) {
     LIMIT.store(n, Ordering::Relaxed);
+}
+
+/// M_ARENA_TEST: arenas made before the number of cores limits them
+/// (glibc's default on 64-bit, 8).
+static ARENA_TEST: AtomicUsize = AtomicUsize::new(8);
+
+/// Sets M_ARENA_TEST (at least 1).
+pub(crate) fn set_arena_test(n: usize) {
+    ARENA_TEST.store(n.max(1), Ordering::Relaxed);
 }
 
 /// Number of arena slots claimed.

@@ -17,7 +17,7 @@
 
 use super::arena::{self, Arena};
 use super::tcache;
-use crate::heap::chunk::{align_up, Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
+use crate::heap::chunk::{align_up, request2size, Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
 use crate::heap::classify::classify;
 use crate::heap::lists::MAX_CACHED_REQUEST;
 use crate::heap::mapping::MmapHeader;
@@ -273,6 +273,18 @@ pub enum Tunable {
     /// medium classes off: such requests are then neither rounded up to a
     /// class nor cached, for the least memory.
     MediumCache,
+    /// M_PERTURB: 0 = off (the default); otherwise blocks handed out are
+    /// filled with `!(value as u8)` and freed blocks with `value as u8`
+    /// (see `Config::perturb`). While on, the thread caches stand aside so
+    /// that every block is filled.
+    Perturb,
+    /// M_MXFAST: chunks of requests up to this many bytes are parked on
+    /// the arenas' quick lists (0: none; at most 1032, every small class,
+    /// which is the default).
+    MaxFast,
+    /// M_ARENA_TEST: without M_ARENA_MAX, this many arenas may exist
+    /// before the number of cores limits them (default 8; at least 1).
+    ArenaTest,
 }
 
 /// Sets a tunable for every arena, present and future. Returns false when
@@ -280,11 +292,28 @@ pub enum Tunable {
 pub fn set_tunable(t: Tunable, value: usize) -> bool {
     match t {
         Tunable::MmapThreshold if value > MAX_SEGMENT_CHUNK => return false,
+        Tunable::MaxFast if value > MAX_CACHED_REQUEST => return false,
         Tunable::ArenaMax => {
             arena::set_limit(value);
             return true;
         }
+        Tunable::ArenaTest => {
+            arena::set_arena_test(value);
+            return true;
+        }
         Tunable::MediumCache => return tcache::set_medium_budget(value),
+        Tunable::Perturb => {
+            let byte = (value != 0).then_some(value as u8);
+            arena::update_config(|c| c.perturb = byte);
+            tcache::set_perturbing(byte.is_some());
+            tcache::reconsider_current();
+            return true;
+        }
+        Tunable::MaxFast => {
+            let chunk = if value == 0 { 0 } else { request2size(value) };
+            arena::update_config(|c| c.max_fast = chunk);
+            return true;
+        }
         _ => {}
     }
     arena::update_config(|c| {
@@ -293,7 +322,7 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
             Tunable::TrimThreshold => c.trim_threshold = value,
             Tunable::TopPad => c.top_pad = value,
             Tunable::MmapMax => c.mmap_max = value,
-            Tunable::ArenaMax | Tunable::MediumCache => {}
+            _ => {}
         }
         // As in glibc, choosing a threshold by hand ends the dynamic rule.
         c.dynamic_threshold = false;

@@ -43,7 +43,9 @@
 //! - status: FRESH (never used; no room, so the first free takes the slow
 //!   path, which registers the exit hook) → LIVE → DEAD (after the
 //!   thread-exit flush; no room again and heads empty, so everything goes
-//!   straight to the arenas).
+//!   straight to the arenas). LIVE ⇄ BYPASS while M_PERTURB is on: empty
+//!   and without room like DEAD, so that every block goes through an
+//!   arena, which perturbs it; the fast paths do not test for it.
 
 use super::arena::{self, Arena};
 use crate::heap::chunk::{
@@ -59,7 +61,7 @@ use crate::sys::registry;
 use crate::sys::report::{fatal, Misuse};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The first medium class.
 pub const MEDIUM_BASE: usize = NSMALL;
@@ -157,6 +159,24 @@ const _: () = assert!(MAX_CACHED_BYTES < 1 << 20);
 const FRESH: u8 = 0;
 const LIVE: u8 = 1;
 const DEAD: u8 = 2;
+/// Holds nothing and takes nothing while M_PERTURB is on (see
+/// [`ThreadCache::reconsider`]); live again when it is off.
+const BYPASS: u8 = 3;
+
+/// M_PERTURB is on: caches stand aside, so that every block goes through
+/// an arena, which perturbs it (see `heap::state::Config::perturb`).
+static PERTURBING: AtomicBool = AtomicBool::new(false);
+
+/// Turns the caches' standing aside for M_PERTURB on or off. Each thread's
+/// cache notices at its next trip to an arena (a refill, a full class, a
+/// medium block); the calling thread should [`reconsider_current`].
+pub(crate) fn set_perturbing(on: bool) {
+    PERTURBING.store(on, Ordering::Relaxed);
+}
+
+fn perturbing() -> bool {
+    PERTURBING.load(Ordering::Relaxed)
+}
 /// One thread's cache. See the module docs.
 pub(crate) struct ThreadCache {
     heads: [*mut u8; NCLASSES],
@@ -275,16 +295,34 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn push_slow(&mut self, c: usize, mem: *mut u8) -> bool {
+        if self.status != LIVE || perturbing() {
+            self.reconsider();
+            return self.status == LIVE && self.push(c, mem);
+        }
+        self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
+        self.push(c, mem)
+    }
+
+    /// Moves between the states at a trip to the arena: a fresh cache
+    /// activates; a live one empties itself and stands aside while
+    /// M_PERTURB is on (BYPASS: no room, no entries, so both fast paths
+    /// fall through to the arenas); a bypassing one comes back when it is
+    /// off.
+    #[cold]
+    fn reconsider(&mut self) {
         match self.status {
-            FRESH => {
+            FRESH => self.activate(),
+            LIVE if perturbing() => {
+                self.flush_all();
+                self.status = BYPASS;
+                self.room = [0; NCLASSES];
+                self.medium_bytes = 0;
+            }
+            BYPASS if !perturbing() => {
+                self.status = FRESH;
                 self.activate();
-                self.push(c, mem)
             }
-            LIVE => {
-                self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
-                self.push(c, mem)
-            }
-            _ => false,
+            _ => {}
         }
     }
 
@@ -329,17 +367,22 @@ impl ThreadCache {
             return;
         }
         register_exit_hook();
+        if perturbing() {
+            self.status = BYPASS;
+            return;
+        }
         for (room, &max) in self.room.iter_mut().zip(&MAX_COUNT) {
             *room = max as usize;
         }
         self.status = LIVE;
     }
 
-    /// Is the cache usable (not dead)? Activates a fresh one.
+    /// Is the cache usable (live)? Activates a fresh one, and moves in or
+    /// out of BYPASS (see [`Self::reconsider`]).
     #[inline]
     pub(crate) fn usable(&mut self) -> bool {
-        if self.status == FRESH {
-            self.activate();
+        if self.status != LIVE || perturbing() {
+            self.reconsider();
         }
         self.status == LIVE
     }
@@ -357,6 +400,10 @@ impl ThreadCache {
     /// class and the medium budget have room (making room in the class if
     /// needed). Returns false when it must go to its arena instead.
     pub(crate) fn push_medium(&mut self, c: usize, mem: *mut u8) -> bool {
+        if perturbing() {
+            self.reconsider();
+            return false;
+        }
         let size = medium_size(c - MEDIUM_BASE);
         if self.medium_bytes + size > MEDIUM_LIMIT.load(Ordering::Relaxed) || !self.push(c, mem) {
             return false;
@@ -658,6 +705,12 @@ pub(crate) unsafe fn mark_entries_of(owner: *mut Arena, on: bool) {
             }
         }
     });
+}
+
+/// Lets the calling thread's cache notice a change of M_PERTURB now (see
+/// [`ThreadCache::reconsider`]).
+pub(crate) fn reconsider_current() {
+    with(|tc| tc.reconsider());
 }
 
 /// Flushes the calling thread's cache (malloc_trim, tests).
