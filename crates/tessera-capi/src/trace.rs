@@ -33,6 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use tessera_core::inspect::trace::{write_record, Event, Record, TRACE_MAGIC};
 use tessera_core::inspect::Sink;
 use tessera_core::sys::lock::RawLock;
+use tessera_core::sys::report::CancelOff;
 
 const BUF: usize = 64 << 10;
 
@@ -84,7 +85,8 @@ impl Inner {
             // A full disk or a closed descriptor: stop rather than write a
             // trace with holes in it.
             crate::out::stderr_raw(b"tessera: TESSERA_TRACE: write failed; recording stopped\n");
-            // SAFETY: our own descriptor.
+            let _off = CancelOff::new(); // close is a cancellation point
+                                         // SAFETY: our own descriptor.
             unsafe { libc::close(self.fd) };
             self.fd = -1;
             ACTIVE.store(false, Ordering::Relaxed);
@@ -198,7 +200,8 @@ pub fn finish() {
             r,
         );
         r.flush();
-        // SAFETY: our own descriptor, not used after this.
+        let _off = CancelOff::new(); // close is a cancellation point
+                                     // SAFETY: our own descriptor, not used after this.
         unsafe { libc::close(r.fd) };
         r.fd = -1;
     });

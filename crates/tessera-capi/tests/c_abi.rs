@@ -112,6 +112,30 @@ fn perturb_fills_blocks_handed_out_and_freed() {
     }
 }
 
+/// Issue 16, item 6: threads cancelled inside malloc_stats, malloc_info,
+/// tessera_heap_malloc_stats, tessera_write_snapshot and (recording a
+/// trace) malloc: cancellation waits for the next cancellation point
+/// outside the library. Before, the first such cancellation aborted the
+/// process.
+#[test]
+fn cancellation_inside_reports_does_not_abort() {
+    run_both("cancel", &[], Duration::from_secs(120));
+    let dir = temp_dir("cancel-traced");
+    if !require("cc", "gcc") {
+        return;
+    }
+    let exe = compile("cancel", Mode::Preload, dir.path());
+    let trace = dir.path().join("cancel.trace");
+    let mut cmd = c_command(&exe, Mode::Preload);
+    cmd.env("TESSERA_TRACE", &trace).current_dir(dir.path());
+    let out = run(&mut cmd, Duration::from_secs(120));
+    out.assert_ok("cancel (recording a trace)");
+    assert!(out
+        .stdout_str()
+        .contains("malloc while recording: 20 threads cancelled"));
+    let _ = std::fs::remove_file(&trace);
+}
+
 #[test]
 fn thousands_of_short_lived_threads_keep_rss_bounded() {
     run_both("threads", &[], Duration::from_secs(120));
