@@ -136,6 +136,16 @@ fn cancellation_inside_reports_does_not_abort() {
     let _ = std::fs::remove_file(&trace);
 }
 
+/// Issue 16, item 8: a program maps pages of its own with MAP_FIXED right
+/// before and right after a 16 MiB block, round after round. Before, the
+/// page after a direct block was often a segment's record and heap state
+/// (the kernel put the block right below it): the checks failed or a lock
+/// word hung the program within 200 rounds in every run.
+#[test]
+fn map_fixed_around_a_large_block_harms_nothing() {
+    run_both("mapfixed", &[], Duration::from_secs(120));
+}
+
 #[test]
 fn thousands_of_short_lived_threads_keep_rss_bounded() {
     run_both("threads", &[], Duration::from_secs(120));

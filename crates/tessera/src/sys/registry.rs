@@ -38,6 +38,7 @@ const LEAF_SHIFT: u32 = 32; // each leaf covers 4 GiB
 const LEAF_BITS: usize = 1 << (LEAF_SHIFT - PAGE_SHIFT);
 const LEAF_WORDS: usize = LEAF_BITS / 64;
 const LEAF_BYTES: usize = LEAF_WORDS * 8;
+const LEAF_GAP: usize = 1 << PAGE_SHIFT;
 const ROOT_SLOTS: usize = 1 << (ADDRESS_BITS - LEAF_SHIFT);
 
 static DIRECT: [AtomicPtr<AtomicU64>; ROOT_SLOTS] =
@@ -100,7 +101,7 @@ fn leaf(addr: usize, create: bool) -> *mut AtomicU64 {
     let fresh = unsafe {
         libc::mmap(
             ptr::null_mut(),
-            LEAF_BYTES,
+            LEAF_BYTES + LEAF_GAP,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
@@ -110,6 +111,12 @@ fn leaf(addr: usize, create: bool) -> *mut AtomicU64 {
     if fresh == libc::MAP_FAILED {
         return ptr::null_mut();
     }
+    // The page after a leaf is left unmapped, like the page after a direct
+    // chunk (see `os::Mmap`): a leaf is mapped just after the first direct
+    // chunk of its range, so the kernel often puts it right below that
+    // chunk, where a program may map a page of its own over it.
+    // SAFETY: the last page of the mapping just made, unused.
+    unsafe { libc::munmap(fresh.cast::<u8>().add(LEAF_BYTES).cast(), LEAF_GAP) };
     let fresh = fresh.cast::<AtomicU64>();
     match root.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => fresh,
