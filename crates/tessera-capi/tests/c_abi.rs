@@ -146,6 +146,80 @@ fn map_fixed_around_a_large_block_harms_nothing() {
     run_both("mapfixed", &[], Duration::from_secs(120));
 }
 
+/// Issue 16, item 7: one byte written past a block into the head of the
+/// next chunk, cached by the thread or parked on its arena, is reported
+/// when the block is freed, naming both; a write after free into a cached
+/// block's link is reported naming that block. Before, the overflows were
+/// found only when the neighbour was used next (the free returned), and
+/// the link was reported by its garbage value.
+#[test]
+fn overflow_into_a_cached_neighbour_is_caught_at_free() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = temp_dir("overflow");
+    if !require("cc", "gcc") {
+        return;
+    }
+    for mode in Mode::BOTH {
+        let exe = compile("overflow", mode, dir.path());
+        // (case, caught inside the culprit's free, words of the message)
+        let cases = [
+            ("cached-A", true, "write past the end of the block at "),
+            ("cached-NUL", true, "write past the end of the block at "),
+            ("parked-A", true, "write past the end of the block at "),
+            // Sixteen bytes of text make the neighbour's head look like a
+            // free chunk's to the fast path's test; caught when the
+            // neighbour is used next, naming it.
+            ("cached-16", false, "corrupted chunk header"),
+            (
+                "link",
+                true,
+                "corrupted free-list links (write after free?) at ",
+            ),
+        ];
+        for (case, at_free, words) in cases {
+            let what = format!("overflow {case} ({mode:?})");
+            let out = run(
+                c_command(&exe, mode).arg(case).current_dir(dir.path()),
+                Duration::from_secs(60),
+            );
+            let (stdout, stderr) = (out.stdout_str(), out.stderr_str());
+            assert_eq!(
+                out.status.signal(),
+                Some(libc::SIGABRT),
+                "{what}: {}\n{stdout}\n{stderr}",
+                out.status
+            );
+            assert!(!stdout.contains("survived"), "{what}: {stdout}");
+            if at_free {
+                assert!(
+                    !stdout.contains("free returned"),
+                    "{what}: caught late: {stdout}"
+                );
+            }
+            let addr = |name: &str| -> String {
+                let line = stdout
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .unwrap_or_else(|| panic!("{what}: no `{name}` line: {stdout}"));
+                line[name.len() + 1..].trim().to_string()
+            };
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with("tessera: "))
+                .unwrap_or_else(|| panic!("{what}: no message: {stderr}"));
+            assert!(line.contains(words), "{what}: {line}");
+            let named = match case {
+                "link" => vec![addr("freed")],
+                "cached-16" => vec![addr("neighbour")],
+                _ => vec![addr("culprit"), addr("neighbour")],
+            };
+            for a in named {
+                assert!(line.contains(&a), "{what}: `{line}` does not name {a}");
+            }
+        }
+    }
+}
+
 #[test]
 fn thousands_of_short_lived_threads_keep_rss_bounded() {
     run_both("threads", &[], Duration::from_secs(120));

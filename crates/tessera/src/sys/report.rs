@@ -53,6 +53,9 @@ pub enum Misuse {
     ReallocFreed,
     /// Freed memory was written after the free (debug fill pattern broken).
     UseAfterFree,
+    /// A block was written past its end: the header of the chunk after it
+    /// is corrupted.
+    Overflow,
 }
 
 impl Misuse {
@@ -70,6 +73,7 @@ impl Misuse {
             Misuse::CorruptRecord => "corrupted segment record or mapping header",
             Misuse::ReallocFreed => "realloc of a freed pointer",
             Misuse::UseAfterFree => "write to freed memory (use after free)",
+            Misuse::Overflow => "write past the end of the block",
         }
     }
 }
@@ -85,21 +89,44 @@ pub fn fatal(what: Misuse, ptr: *const u8) -> ! {
 #[cold]
 #[inline(never)]
 pub fn fatal_msg(msg: &str, addr: usize) -> ! {
-    let mut buf = [0u8; 256];
+    fatal_two(msg, addr, "", 0)
+}
+
+/// `tessera: <what> at 0x<ptr> (<second> 0x<addr>)`: a misuse that
+/// involves two places, such as the block written past its end and the
+/// chunk whose header that corrupted.
+#[cold]
+#[inline(never)]
+pub fn fatal_with(what: Misuse, ptr: *const u8, second: &str, addr: usize) -> ! {
+    fatal_two(what.message(), ptr as usize, second, addr)
+}
+
+/// Writes the line of [`fatal_msg`], with `(second 0x<b>)` after it
+/// unless `second` is empty, and ends the program.
+#[cold]
+fn fatal_two(msg: &str, a: usize, second: &str, b: usize) -> ! {
+    let mut buf = [0u8; 320];
     let mut n = 0;
-    for part in [
-        b"tessera: ".as_slice(),
-        msg.as_bytes(),
-        b" at 0x".as_slice(),
-    ] {
-        for &b in part {
-            if n < buf.len() - 20 {
-                buf[n] = b;
-                n += 1;
+    let put = |buf: &mut [u8; 320], n: &mut usize, part: &[u8]| {
+        for &byte in part {
+            if *n < buf.len() - 40 {
+                buf[*n] = byte;
+                *n += 1;
             }
         }
+    };
+    put(&mut buf, &mut n, b"tessera: ");
+    put(&mut buf, &mut n, msg.as_bytes());
+    put(&mut buf, &mut n, b" at 0x");
+    n += write_hex(&mut buf[n..], a);
+    if !second.is_empty() {
+        put(&mut buf, &mut n, b" (");
+        put(&mut buf, &mut n, second.as_bytes());
+        put(&mut buf, &mut n, b" 0x");
+        n += write_hex(&mut buf[n..], b);
+        buf[n] = b')';
+        n += 1;
     }
-    n += write_hex(&mut buf[n..], addr);
     buf[n] = b'\n';
     n += 1;
     stop(&buf[..n])

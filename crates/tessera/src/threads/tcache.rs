@@ -25,7 +25,7 @@
 //!   follows it, never into an allocation at an address of the attacker's
 //!   choosing. The link becomes the list head when its entry is popped, and
 //!   the next pop's test for an entry ([`EMPTY`] is misaligned) catches it.
-//! - **key**: `secret ^ KEY_SALT` in the second payload word marks a cached
+//! - **key**: the process secret (`key_word`) in the second payload word marks a cached
 //!   entry; `free` of a chunk carrying it scans the class list and aborts on
 //!   a double free.
 //!
@@ -51,14 +51,14 @@ use super::arena::{self, Arena};
 use crate::heap::chunk::{
     request2size, tag_ok_keyed, Chunk, Head, CHECKS, CHUNK_OVERHEAD, MIN_CHUNK_SIZE,
 };
-use crate::heap::classify::classify;
+use crate::heap::classify::{check_next, check_next_fully, classify};
 use crate::heap::lists::{
     class_of, class_request, demangle, is_entry, key_word, mangle, EMPTY, MAX_CACHED_REQUEST,
     MAX_CACHED_SIZE, NSMALL,
 };
 use crate::heap::segment::Segment;
 use crate::sys::registry;
-use crate::sys::report::{fatal, Misuse};
+use crate::sys::report::{fatal, fatal_with, Misuse};
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -180,6 +180,9 @@ fn perturbing() -> bool {
 /// One thread's cache. See the module docs.
 pub(crate) struct ThreadCache {
     heads: [*mut u8; NCLASSES],
+    /// The entry popped last from each class: whose link a head that
+    /// demangled to garbage came from, named when that is reported.
+    last: [*mut u8; NCLASSES],
     /// Room left in each class: `MAX_COUNT[c] - entries` while live, 0
     /// while fresh or dead (so pushes take the slow path). Counting down
     /// lets the fast path compare with zero instead of loading a limit.
@@ -192,6 +195,7 @@ pub(crate) struct ThreadCache {
 impl ThreadCache {
     const NEW: ThreadCache = ThreadCache {
         heads: [EMPTY; NCLASSES],
+        last: [ptr::null_mut(); NCLASSES],
         room: [0; NCLASSES],
         status: FRESH,
         medium_bytes: 0,
@@ -229,7 +233,7 @@ impl ThreadCache {
         let c = c & (NCLASSES - 1);
         let mem = self.heads[c];
         if !is_entry(mem) {
-            return empty_or_corrupt(mem);
+            return empty_or_corrupt(mem, self.last[c]);
         }
         // SAFETY: entries are cached chunks whose first two payload words
         // belong to the cache.
@@ -237,6 +241,9 @@ impl ThreadCache {
             let next = demangle(mem.cast::<usize>().read(), mem);
             self.heads[c] = next;
             self.room[c] += 1;
+            if CHECKS {
+                self.last[c] = mem;
+            }
             mem.cast::<usize>().add(1).write(0);
         }
         mem
@@ -567,12 +574,24 @@ pub(crate) fn check_realloc(mem: *mut u8) {
 }
 
 /// `pop` found no entry at the head: null if the list is empty, else the
-/// head is a link that demangled to garbage, which is reported.
+/// head is a link that demangled to garbage, which is reported, naming
+/// the entry popped before (`last`), whose link it was: a block handed out
+/// since, into which the program wrote after freeing it, or which a write
+/// past the end of the block before it reached.
 #[cold]
 #[inline(never)]
-fn empty_or_corrupt(head: *mut u8) -> *mut u8 {
+fn empty_or_corrupt(head: *mut u8, last: *mut u8) -> *mut u8 {
     if head != EMPTY {
-        fatal(Misuse::CorruptLinks, head);
+        if last.is_null() {
+            // (Without the checks, which keep `last`.)
+            fatal(Misuse::CorruptLinks, head);
+        }
+        fatal_with(
+            Misuse::CorruptLinks,
+            last,
+            "its link, read as",
+            head as usize,
+        );
     }
     ptr::null_mut()
 }
@@ -764,11 +783,19 @@ pub(crate) fn medium_request(c: usize) -> usize {
 
 /// The class a request of `size` bytes uses, if cacheable:
 /// `class_of(request2size(size))`, computed directly (requests of 0..=24
-/// bytes get class 0, then one class per 16 bytes).
+/// bytes get class 0, then one class per 16 bytes). Written as
+/// `(size + 7) / 16 - 1`, plus one back for the requests of 0..=8 bytes
+/// that it would put in class -1: a compare and an add-with-carry, where
+/// `(size - 9) / 16` saturating at 0 needs a zero in a register.
 #[inline(always)]
 pub(crate) fn cached_class(size: usize) -> Option<usize> {
     if size <= MAX_CACHED_REQUEST {
-        Some(size.saturating_sub(9) >> 4)
+        let c = ((size + 7) >> 4) + usize::from(size < 9) - 1;
+        // SAFETY: size <= 1032 gives (1032 + 7) / 16 - 1 = 63 at most
+        // (`classes_cover_glibc_tcache_range` checks every size); said
+        // here so that the compiler need not mask the class as an index.
+        unsafe { core::hint::assert_unchecked(c < NSMALL) };
+        Some(c)
     } else {
         None
     }
@@ -867,6 +894,16 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
             })
         {
             let c = class_of(tagged);
+            // The head after this chunk: a write past the end of the block
+            // that reached it shows here (see `Head::mark_agrees`), while
+            // its victim may sit unchecked in a cache or a quick list.
+            // SAFETY: the successor of a validated in-use chunk (of
+            // `tagged - CINUSE` bytes) lies in its segment.
+            let next = unsafe { Chunk::head(Chunk::plus_offset(p, tagged - Head::CINUSE)) };
+            if CHECKS && !next.mark_agrees() {
+                // SAFETY: as above.
+                return unsafe { free_next_suspect(c, ptr) };
+            }
             // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
             if unsafe { (*cache()).try_push(c, ptr, secret) } {
                 return;
@@ -879,15 +916,34 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
     unsafe { free_slow(ptr) }
 }
 
+/// The fast path found the head after the chunk `ptr` of class `c` odd:
+/// a fencepost (the chunk ends its segment), or the program wrote past the
+/// end of the block, which [`check_next_fully`] reports.
+///
+/// # Safety
+/// As for [`free_cacheable`].
+#[cold]
+#[inline(never)]
+unsafe fn free_next_suspect(c: usize, ptr: *mut u8) {
+    // SAFETY: a validated in-use chunk (caller); its head gives its size.
+    unsafe {
+        check_next_fully(ptr, Chunk::size(Chunk::from_mem(ptr)));
+        free_cacheable(c, ptr);
+    }
+}
+
 /// A validated chunk of cache class `c` that the fast path could not cache
 /// (its class is full, the cache is not live yet, or it carries the cache
-/// key): the cache's slow path, then the arena.
+/// key): the cache's slow path, then the arena. The head after it gets a
+/// wider look ([`check_next`]) than the fast path's.
 ///
 /// # Safety
 /// `ptr` is a validated in-use chunk of class `c`, freed by the caller.
 #[cold]
 #[inline(never)]
 unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
+    // SAFETY: as the caller promises.
+    unsafe { check_next(ptr, Chunk::size(Chunk::from_mem(ptr))) };
     // SAFETY: this thread's cache; `ptr` as the caller promises.
     if !unsafe { (*cache()).push(c, ptr) } {
         // SAFETY: forwarded.
@@ -916,6 +972,8 @@ unsafe fn free_slow(ptr: *mut u8) {
     if !c.direct {
         // SAFETY: validated as an in-use segment chunk.
         let size = unsafe { Chunk::size(c.chunk) };
+        // SAFETY: as above.
+        unsafe { check_next(ptr, size) };
         if let Some(m) = medium_class_of_chunk(size) {
             if with(|tc| tc.push_medium(m, ptr)) {
                 return;
