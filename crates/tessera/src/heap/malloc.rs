@@ -120,7 +120,8 @@ impl<S: PageSource> State<S> {
         unsafe {
             if nb < self.config.mmap_threshold && self.quick_pending() {
                 self.consolidate_quick();
-                return self.malloc(bytes);
+                // (Unfilled: the caller, `malloc` or `calloc`, decides.)
+                return self.malloc_unfilled(bytes);
             }
             self.sys_alloc(nb)
         }
