@@ -92,63 +92,44 @@ pub(crate) unsafe fn diagnose(seg: *mut Segment, p: *mut Chunk, for_realloc: boo
     Misuse::InvalidPointer
 }
 
-/// A quick look at the head of the chunk after the in-use chunk at `mem`
-/// of `size` bytes, which the program is freeing ([`Head::looks_real`]);
-/// anything odd gets [`check_next_fully`]. For the frees that do not take
-/// the fast path, which makes a narrower look of its own.
-///
-/// # Safety
-/// As for [`check_next_fully`].
-#[inline(always)]
-pub(crate) unsafe fn check_next(mem: *mut u8, size: usize) {
-    if !CHECKS {
-        return;
-    }
-    let next = Chunk::plus_offset(Chunk::from_mem(mem), size);
-    // SAFETY: the successor of a validated in-use chunk lies in its segment
-    // (caller).
-    if !unsafe { Chunk::head(next) }.looks_real() {
-        // SAFETY: forwarded.
-        unsafe { check_next_fully(mem, size) };
-    }
-}
-
-/// Checks the head of the chunk after the in-use chunk at `mem` of `size`
-/// bytes, which the program is freeing: it must be a head that could be
-/// real, a tagged in-use one (the next block, or one cached or parked), a
-/// free one (with PINUSE, since `mem` is in use, and no tag) or a
-/// fencepost. Anything else was written by the program past the end of
-/// `mem`'s block, and is reported now, naming both, rather than when the
-/// neighbour is used next (issue 16). The head lies before the segment's
-/// fencepost (or is it), so it is readable.
+/// Does the head of the chunk after the in-use chunk at `mem` of `size`
+/// bytes, which the program is freeing, look real? A tagged in-use head
+/// (the next block, or one cached or parked), a free one (PINUSE set, since
+/// `mem` is in use, and no tag) or a fencepost. Anything else was written
+/// by the program past the end of `mem`'s block (issue 16), unless another
+/// thread is rewriting that head under its arena's lock right now (the
+/// caller looks again under the lock before reporting). The head lies
+/// before the segment's fencepost (or is it), so it is readable.
 ///
 /// # Safety
 /// `mem` must be a validated in-use chunk of a live segment, `size` its
 /// size.
-#[cold]
-#[inline(never)]
-pub(crate) unsafe fn check_next_fully(mem: *mut u8, size: usize) {
+pub(crate) unsafe fn next_head_fine(mem: *mut u8, size: usize) -> bool {
     if !CHECKS {
-        return;
+        return true;
     }
-    let p = Chunk::from_mem(mem);
-    let next = Chunk::plus_offset(p, size);
+    let next = Chunk::plus_offset(Chunk::from_mem(mem), size);
     // SAFETY: the successor of a validated in-use chunk lies in its segment
     // (caller).
     let h = unsafe { Chunk::head(next) };
-    let fine = if h.cinuse() {
+    if h.cinuse() {
         h.is_fencepost() || tag_ok(next, h)
     } else {
         h.pinuse() && h.tag() == 0
-    };
-    if !fine {
-        fatal_with(
-            Misuse::Overflow,
-            mem,
-            "the header of the chunk after it, at",
-            Chunk::to_mem(next) as usize,
-        );
     }
+}
+
+/// Reports a write past the end of the block at `mem` (`size` bytes of
+/// chunk) into the head of the chunk after it, naming both.
+#[cold]
+pub(crate) fn report_overflow(mem: *mut u8, size: usize) -> ! {
+    let next = Chunk::plus_offset(Chunk::from_mem(mem), size);
+    fatal_with(
+        Misuse::Overflow,
+        mem,
+        "the header of the chunk after it, at",
+        Chunk::to_mem(next) as usize,
+    )
 }
 
 /// A pointer from outside, validated by [`classify`].

@@ -122,12 +122,16 @@ impl<S: PageSource> State<S> {
         // a size or tag is validated before it is written.
         unsafe {
             let next = Chunk::plus_offset(p, psize);
-            // If p is merged into its predecessor, its old head stays behind
-            // inside the free chunk: clear CINUSE there (the tag stays), so
-            // a second free of p is reported as the double free it is.
-            let h = Chunk::head(p);
-            Chunk::set_head(p, h.0 & !Head::CINUSE);
             if !Chunk::pinuse(p) {
+                // p is merged into its predecessor, and its old head stays
+                // behind inside the free chunk: clear CINUSE there (the tag
+                // stays), so a second free of p is reported as the double
+                // free it is. (Only here: p's head, read by whoever frees
+                // the chunk before p, must never be seen half changed, in
+                // use but tagless or free but tagged; when p stays a chunk
+                // its head goes from in use to free in one store below.)
+                let h = Chunk::head(p);
+                Chunk::set_head(p, h.0 & !Head::CINUSE);
                 let prevsize = Chunk::prev_foot(p);
                 let prev = Chunk::minus_offset(p, prevsize);
                 let seg = Segment::of(p.cast());

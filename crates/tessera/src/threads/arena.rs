@@ -46,11 +46,11 @@
 //! - `attached` counts threads bound to the arena (exited threads detach).
 
 use crate::heap::chunk::{align_up, request2size, Chunk, MAX_REQUEST};
-use crate::heap::classify::Classified;
+use crate::heap::classify::{next_head_fine, report_overflow, Classified};
 use crate::heap::mapping::{orphan_alloc, orphan_free as unmap_orphan};
 use crate::heap::mspace::Heap;
 use crate::heap::quick::QuickLists;
-use crate::heap::segment::SEGMENT_HEADER;
+use crate::heap::segment::{Segment, SEGMENT_HEADER};
 use crate::heap::state::{Config, SharedFootprint, State};
 use crate::sys::fork::ForkGate;
 use crate::sys::lock::RawLock;
@@ -681,6 +681,38 @@ pub(crate) unsafe fn free_to_owner(c: Classified, mem: *mut u8) {
             unlock(owner);
         } else {
             push_remote(&*owner, mem);
+        }
+    }
+}
+
+/// The head after the in-use chunk `mem` (of `size` bytes, which the
+/// caller is freeing) failed a quick test (`Head::looks_real` or the fast
+/// path's `mark_agrees`): looks at it in full, and if it still looks
+/// wrong, once more with its arena locked (a head is only rewritten under
+/// that lock, so then it is settled), and reports the overflow. Skipped
+/// for an abandoned arena, and while a fork holds every arena (nothing may
+/// wait for the forker then).
+///
+/// # Safety
+/// `mem` must be a validated in-use segment chunk of `size` bytes, given
+/// up by the caller.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn check_next_of(mem: *mut u8, size: usize) {
+    // SAFETY: forwarded to the caller; arenas are never freed, and the
+    // segment of a validated chunk is live.
+    unsafe {
+        if next_head_fine(mem, size) {
+            return;
+        }
+        let owner: *mut Arena = (*Segment::of(mem)).owner.cast();
+        if owner.is_null() || (*owner).abandoned || !try_lock_or_wait(owner) {
+            return;
+        }
+        let fine = next_head_fine(mem, size);
+        unlock(owner);
+        if !fine {
+            report_overflow(mem, size);
         }
     }
 }

@@ -51,7 +51,7 @@ use super::arena::{self, Arena};
 use crate::heap::chunk::{
     request2size, tag_ok_keyed, Chunk, Head, CHECKS, CHUNK_OVERHEAD, MIN_CHUNK_SIZE,
 };
-use crate::heap::classify::{check_next, check_next_fully, classify};
+use crate::heap::classify::classify;
 use crate::heap::lists::{
     class_of, class_request, demangle, is_entry, key_word, mangle, EMPTY, MAX_CACHED_REQUEST,
     MAX_CACHED_SIZE, NSMALL,
@@ -918,7 +918,7 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
 
 /// The fast path found the head after the chunk `ptr` of class `c` odd:
 /// a fencepost (the chunk ends its segment), or the program wrote past the
-/// end of the block, which [`check_next_fully`] reports.
+/// end of the block, which [`arena::check_next_of`] reports.
 ///
 /// # Safety
 /// As for [`free_cacheable`].
@@ -927,7 +927,7 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
 unsafe fn free_next_suspect(c: usize, ptr: *mut u8) {
     // SAFETY: a validated in-use chunk (caller); its head gives its size.
     unsafe {
-        check_next_fully(ptr, Chunk::size(Chunk::from_mem(ptr)));
+        arena::check_next_of(ptr, Chunk::size(Chunk::from_mem(ptr)));
         free_cacheable(c, ptr);
     }
 }
@@ -948,6 +948,23 @@ unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
     if !unsafe { (*cache()).push(c, ptr) } {
         // SAFETY: forwarded.
         unsafe { free_slow(ptr) }
+    }
+}
+
+/// A quick look at the head after the chunk `mem` of `size` bytes that
+/// the program is freeing (`Head::looks_real`: wider than the fast path's
+/// test); anything odd goes to [`arena::check_next_of`].
+///
+/// # Safety
+/// `mem` must be a validated in-use segment chunk of `size` bytes.
+#[inline(always)]
+unsafe fn check_next(mem: *mut u8, size: usize) {
+    // SAFETY: the successor of a validated in-use chunk lies in its
+    // segment (caller).
+    let next = unsafe { Chunk::head(Chunk::plus_offset(Chunk::from_mem(mem), size)) };
+    if CHECKS && !next.looks_real() {
+        // SAFETY: forwarded.
+        unsafe { arena::check_next_of(mem, size) };
     }
 }
 
