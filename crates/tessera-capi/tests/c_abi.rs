@@ -139,11 +139,14 @@ fn cancellation_inside_reports_does_not_abort() {
 /// Issue 16, item 8: a program maps pages of its own with MAP_FIXED right
 /// before and right after a 16 MiB block, round after round. Before, the
 /// page after a direct block was often a segment's record and heap state
-/// (the kernel put the block right below it): the checks failed or a lock
-/// word hung the program within 200 rounds in every run.
+/// (the kernel put the block right below it): a heap check failed or a
+/// lock word hung the program within 200 rounds in 6 runs of 10 (the
+/// layout differs from run to run, so it runs three times).
 #[test]
 fn map_fixed_around_a_large_block_harms_nothing() {
-    run_both("mapfixed", &[], Duration::from_secs(120));
+    for _ in 0..3 {
+        run_both("mapfixed", &[], Duration::from_secs(120));
+    }
 }
 
 /// Issue 16, item 7: one byte written past a block into the head of the
