@@ -25,9 +25,9 @@
 //!   follows it, never into an allocation at an address of the attacker's
 //!   choosing. The link becomes the list head when its entry is popped, and
 //!   the next pop's test for an entry ([`EMPTY`] is misaligned) catches it.
-//! - **key**: the process secret (`key_word`) in the second payload word marks a cached
-//!   entry; `free` of a chunk carrying it scans the class list and aborts on
-//!   a double free.
+//! - **key**: the process secret (`key_word`) in the second payload word
+//!   marks a cached entry; `free` of a chunk carrying it scans the class
+//!   list and aborts on a double free.
 //!
 //! # Invariants
 //! - entries in class c + `room[c]` == `MAX_COUNT[c]` for a live cache,
@@ -177,6 +177,7 @@ pub(crate) fn set_perturbing(on: bool) {
 fn perturbing() -> bool {
     PERTURBING.load(Ordering::Relaxed)
 }
+
 /// One thread's cache. See the module docs.
 pub(crate) struct ThreadCache {
     heads: [*mut u8; NCLASSES],
@@ -407,10 +408,6 @@ impl ThreadCache {
     /// class and the medium budget have room (making room in the class if
     /// needed). Returns false when it must go to its arena instead.
     pub(crate) fn push_medium(&mut self, c: usize, mem: *mut u8) -> bool {
-        if perturbing() {
-            self.reconsider();
-            return false;
-        }
         let size = medium_size(c - MEDIUM_BASE);
         if self.medium_bytes + size > MEDIUM_LIMIT.load(Ordering::Relaxed) || !self.push(c, mem) {
             return false;
@@ -943,7 +940,7 @@ unsafe fn free_next_suspect(c: usize, ptr: *mut u8) {
 #[inline(never)]
 unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
     // SAFETY: as the caller promises.
-    unsafe { check_next(ptr, Chunk::size(Chunk::from_mem(ptr))) };
+    unsafe { check_next(ptr, Chunk::size(Chunk::from_mem(ptr)), true) };
     // SAFETY: this thread's cache; `ptr` as the caller promises.
     if !unsafe { (*cache()).push(c, ptr) } {
         // SAFETY: forwarded.
@@ -952,17 +949,23 @@ unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
 }
 
 /// A quick look at the head after the chunk `mem` of `size` bytes that
-/// the program is freeing (`Head::looks_real`: wider than the fast path's
-/// test); anything odd goes to [`arena::check_next_of`].
+/// the program is freeing (`Head::looks_real` where `wide`, wider than the
+/// fast path's test; else the fast path's, for the medium blocks, whose
+/// frees are frequent); anything odd goes to [`arena::check_next_of`].
 ///
 /// # Safety
 /// `mem` must be a validated in-use segment chunk of `size` bytes.
 #[inline(always)]
-unsafe fn check_next(mem: *mut u8, size: usize) {
+unsafe fn check_next(mem: *mut u8, size: usize, wide: bool) {
     // SAFETY: the successor of a validated in-use chunk lies in its
     // segment (caller).
     let next = unsafe { Chunk::head(Chunk::plus_offset(Chunk::from_mem(mem), size)) };
-    if CHECKS && !next.looks_real() {
+    let odd = if wide {
+        !next.looks_real()
+    } else {
+        !next.mark_agrees()
+    };
+    if CHECKS && odd {
         // SAFETY: forwarded.
         unsafe { arena::check_next_of(mem, size) };
     }
@@ -990,7 +993,7 @@ unsafe fn free_slow(ptr: *mut u8) {
         // SAFETY: validated as an in-use segment chunk.
         let size = unsafe { Chunk::size(c.chunk) };
         // SAFETY: as above.
-        unsafe { check_next(ptr, size) };
+        unsafe { check_next(ptr, size, false) };
         if let Some(m) = medium_class_of_chunk(size) {
             if with(|tc| tc.push_medium(m, ptr)) {
                 return;
