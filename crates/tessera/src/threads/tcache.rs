@@ -168,8 +168,8 @@ const BYPASS: u8 = 3;
 static PERTURBING: AtomicBool = AtomicBool::new(false);
 
 /// Turns the caches' standing aside for M_PERTURB on or off. Each thread's
-/// cache notices at its next trip to an arena (a refill, a full class, a
-/// medium block); the calling thread should [`reconsider_current`].
+/// cache notices at its next trip to an arena (a refill, a full class);
+/// the calling thread should [`reconsider_current`].
 pub(crate) fn set_perturbing(on: bool) {
     PERTURBING.store(on, Ordering::Relaxed);
 }
