@@ -58,7 +58,10 @@ void tessera_heap_destroy(tessera_heap *heap);
 
 /* The standard functions, on one heap, with the same rules (NULL and
  * ENOMEM on failure; realloc(p, 0) frees p and returns NULL; memalign
- * rounds a non-power-of-two alignment up, EINVAL beyond SIZE_MAX/2+1). */
+ * rounds a non-power-of-two alignment up, EINVAL beyond SIZE_MAX/2+1).
+ * Every tessera_heap_ function given a NULL heap does nothing, returns
+ * NULL, 0 or -1, and sets errno to EINVAL (tessera_heap_destroy(NULL)
+ * aside, which is a no-op like free(NULL)). */
 void *tessera_heap_malloc(tessera_heap *heap, size_t size);
 void *tessera_heap_calloc(tessera_heap *heap, size_t n, size_t size);
 void *tessera_heap_realloc(tessera_heap *heap, void *ptr, size_t size);
@@ -80,7 +83,8 @@ size_t tessera_heap_max_footprint(tessera_heap *heap);
  * returns the limit in effect. */
 size_t tessera_heap_footprint_limit(tessera_heap *heap);
 size_t tessera_heap_set_footprint_limit(tessera_heap *heap, size_t bytes);
-/* Full consistency check: 0, or -1 after one line on stderr. */
+/* Full consistency check: 0, or -1 after one line on stderr (errno
+ * ENOTRECOVERABLE). */
 int tessera_heap_check(tessera_heap *heap);
 /* Writes a snapshot of the heap (layout of every chunk, plus the raw bytes
  * of at most max_pages pages) to path. 0, or -1 with errno. */

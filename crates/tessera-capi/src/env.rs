@@ -11,6 +11,7 @@
 //! | `TESSERA_TRACE` | path (`%p` = pid) | off |
 //! | `TESSERA_SNAPSHOT` | path (`%p` = pid) | off |
 //! | `TESSERA_SNAPSHOT_PAGES` | count | 256 |
+//! | `MALLOC_PERTURB_` | glibc's: a byte, 0..=255 (decimal, `0x` hex or `0` octal; 0 = off) | 0 |
 //!
 //! A *size* is decimal digits with an optional `K`, `M` or `G` suffix
 //! (either case; powers of 1024). A malformed value costs one warning line
@@ -102,6 +103,40 @@ pub fn count_var(name: &CStr) -> Option<usize> {
     r
 }
 
+/// Parses a number as C's `strtoul` with base 0 does (and glibc's
+/// tunables): `0x` hex, a leading `0` octal, else decimal; the whole
+/// string must be digits.
+pub fn parse_c_number(s: &[u8]) -> Option<u64> {
+    let (digits, radix) = match s {
+        [b'0', b'x' | b'X', rest @ ..] => (rest, 16),
+        [b'0', rest @ ..] if !rest.is_empty() => (rest, 8),
+        _ => (s, 10),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in digits {
+        let d = (b as char).to_digit(radix)?;
+        n = n.checked_mul(u64::from(radix))?.checked_add(u64::from(d))?;
+    }
+    Some(n)
+}
+
+/// glibc's `MALLOC_PERTURB_`: the perturb byte (0 = off); None if unset,
+/// or malformed or above 255 (after a warning).
+pub fn perturb_var() -> Option<u8> {
+    let name = c"MALLOC_PERTURB_";
+    let v = get(name)?;
+    match parse_c_number(v).map(u8::try_from) {
+        Some(Ok(b)) => Some(b),
+        _ => {
+            warn(name, v, "a byte, 0 to 255");
+            None
+        }
+    }
+}
+
 /// `TESSERA_CHECK`: 0, 1 or 2 (anything else warns and gives 0).
 pub fn check_level() -> u8 {
     let name = c"TESSERA_CHECK";
@@ -189,6 +224,23 @@ mod tests {
         assert_eq!(parse_count(b"18446744073709551616"), None);
         assert_eq!(parse_count(b"8K"), None);
         assert_eq!(parse_count(b""), None);
+    }
+
+    #[test]
+    fn c_numbers_as_strtoul_base_0() {
+        assert_eq!(parse_c_number(b"90"), Some(90));
+        assert_eq!(parse_c_number(b"0x5a"), Some(0x5a));
+        assert_eq!(parse_c_number(b"0X5A"), Some(0x5a));
+        assert_eq!(parse_c_number(b"0132"), Some(0o132));
+        assert_eq!(parse_c_number(b"0"), Some(0));
+        for bad in [&b""[..], b"0x", b"09", b"5a", b"-1", b" 1", b"0x1g"] {
+            assert_eq!(
+                parse_c_number(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

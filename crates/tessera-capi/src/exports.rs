@@ -15,7 +15,7 @@
 //! | `calloc`, `reallocarray` overflow | NULL and `ENOMEM` |
 //! | `memalign(a, n)` | `a` > SIZE_MAX/2+1: `EINVAL`; other non-powers of two round up |
 //! | `aligned_alloc(a, n)` | glibc 2.38: `a` = 0 or not a power of two: `EINVAL` |
-//! | `posix_memalign` | `EINVAL`/`ENOMEM` returned, errno untouched |
+//! | `posix_memalign` | `EINVAL`/`ENOMEM` returned and set in errno |
 //! | `valloc`, `pvalloc` | page aligned; `pvalloc` rounds the size up to a page |
 //!
 //! `aligned_alloc` differs from glibc 2.36 (the system this was written
@@ -259,8 +259,9 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 }
 
 /// `posix_memalign(out, align, size)`: returns 0, `EINVAL` (alignment not
-/// a power-of-two multiple of `sizeof(void *)`) or `ENOMEM`; `*out` is
-/// written only on success; errno is never changed.
+/// a power-of-two multiple of `sizeof(void *)`) or `ENOMEM`, and sets
+/// errno to the code it returns (glibc does for `ENOMEM`); `*out` is
+/// written only on success, and success leaves errno alone.
 ///
 /// # Safety
 /// `out` must be valid for a pointer write.
@@ -268,15 +269,17 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     const WORD: usize = core::mem::size_of::<*mut c_void>();
     if align % WORD != 0 || !(align / WORD).is_power_of_two() {
+        crate::errno::set(libc::EINVAL);
         return libc::EINVAL;
     }
     let m = mode();
     let e = Errno::save();
     let p = aligned(m, align, size);
-    e.restore();
     if p.is_null() {
+        e.fail(libc::ENOMEM);
         return libc::ENOMEM;
     }
+    e.restore();
     // SAFETY: `out` is writable (caller).
     unsafe { out.write(p.cast()) };
     0
@@ -401,14 +404,21 @@ mod tests {
             // SAFETY: `out` is writable.
             assert_eq!(unsafe { posix_memalign(&mut out, bad, 8) }, libc::EINVAL);
             assert!(out.is_null());
-            assert_eq!(errno(), 5, "posix_memalign leaves errno alone");
+            assert_eq!(errno(), libc::EINVAL, "the code is set in errno too");
         }
+        crate::errno::set(5);
         // SAFETY: `out` is writable.
         assert_eq!(
             unsafe { posix_memalign(&mut out, MAX_ALIGN, 8) },
             libc::ENOMEM
         );
-        assert_eq!(errno(), 5);
+        assert_eq!(errno(), libc::ENOMEM);
+        crate::errno::set(5);
+        // SAFETY: `out` is writable.
+        assert_eq!(unsafe { posix_memalign(&mut out, 64, 8) }, 0);
+        assert_eq!(errno(), 5, "success leaves errno alone");
+        // SAFETY: a live block.
+        unsafe { free(out) };
         let p = pvalloc(1);
         assert_eq!(p as usize % PAGE, 0);
         // SAFETY: live block.

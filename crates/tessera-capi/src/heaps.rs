@@ -13,8 +13,9 @@
 //! The list exists for fork: this module's fork handlers, registered when
 //! the first heap is created, lock the list, then every heap on it, so a
 //! child can go on using any heap. (Registered after the runtime's, they
-//! run first before `fork` and last after it: heaps, then the trace
-//! recorder, then the arenas, and back in reverse.)
+//! run first before `fork` and last after it: stdio's list lock, the heaps,
+//! then the trace recorder, then the arenas, and back in reverse; see
+//! [`crate::fork`].)
 //!
 //! Blocks of a separate heap must be freed with `tessera_heap_free` on the
 //! same heap; `free()` of such a block (or `tessera_heap_free` of a block
@@ -30,6 +31,7 @@ use core::mem::ManuallyDrop;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use tessera_core::global;
+use tessera_core::sys::fork::ForkGate;
 use tessera_core::sys::lock::RawLock;
 use tessera_core::{Heap, Stats};
 
@@ -219,7 +221,11 @@ pub unsafe extern "C" fn tessera_heap_calloc(h: *mut Handle, n: usize, size: usi
 /// `h` is a live handle; `p` is null or a live block of it.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_free(h: *mut Handle, p: *mut c_void) {
-    if h.is_null() || p.is_null() {
+    if h.is_null() {
+        crate::errno::set(libc::EINVAL);
+        return;
+    }
+    if p.is_null() {
         return;
     }
     let e = Errno::save();
@@ -277,7 +283,11 @@ pub unsafe extern "C" fn tessera_heap_memalign(
 /// `h` is a live handle; `p` is null or a live block of it.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_usable_size(h: *mut Handle, p: *mut c_void) -> usize {
-    if h.is_null() || p.is_null() {
+    if h.is_null() {
+        crate::errno::set(libc::EINVAL);
+        return 0;
+    }
+    if p.is_null() {
         return 0;
     }
     // SAFETY: a live handle and block (caller).
@@ -291,6 +301,7 @@ pub unsafe extern "C" fn tessera_heap_usable_size(h: *mut Handle, p: *mut c_void
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_trim(h: *mut Handle, pad: usize) -> c_int {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     let e = Errno::save();
@@ -307,6 +318,7 @@ pub unsafe extern "C" fn tessera_heap_trim(h: *mut Handle, pad: usize) -> c_int 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_stats(h: *mut Handle, out: *mut TesseraStats) {
     if h.is_null() || out.is_null() {
+        crate::errno::set(libc::EINVAL);
         return;
     }
     // SAFETY: a live handle, a writable `out` (caller).
@@ -333,6 +345,7 @@ pub fn stderr_stream() -> *mut libc::FILE {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_malloc_stats(h: *mut Handle) {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return;
     }
     // SAFETY: a live handle (caller).
@@ -360,6 +373,7 @@ pub unsafe extern "C" fn tessera_heap_malloc_stats(h: *mut Handle) {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_footprint(h: *mut Handle) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
@@ -373,6 +387,7 @@ pub unsafe extern "C" fn tessera_heap_footprint(h: *mut Handle) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_max_footprint(h: *mut Handle) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
@@ -386,6 +401,7 @@ pub unsafe extern "C" fn tessera_heap_max_footprint(h: *mut Handle) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_footprint_limit(h: *mut Handle) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
@@ -400,27 +416,31 @@ pub unsafe extern "C" fn tessera_heap_footprint_limit(h: *mut Handle) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_set_footprint_limit(h: *mut Handle, bytes: usize) -> usize {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return 0;
     }
     // SAFETY: a live handle (caller).
     unsafe { with(h, |heap| heap.set_footprint_limit(bytes)) }
 }
 
-/// Prints a failed check as one line on stderr.
+/// Prints a failed check as one line on stderr and sets errno to
+/// `ENOTRECOVERABLE` (the heap is corrupted).
 fn report_check(err: tessera_core::CheckError) {
     let mut line = StackBuf::<512>::new();
     let _ = writeln!(line, "tessera: {err}");
     crate::out::stderr_raw(line.as_bytes());
+    crate::errno::set(libc::ENOTRECOVERABLE);
 }
 
 /// `tessera_heap_check(h)`: 0 if consistent, else -1 after a line on
-/// stderr.
+/// stderr (errno `ENOTRECOVERABLE`; `EINVAL` for a NULL handle).
 ///
 /// # Safety
 /// `h` is a live handle.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_heap_check(h: *mut Handle) -> c_int {
     if h.is_null() {
+        crate::errno::set(libc::EINVAL);
         return -1;
     }
     // SAFETY: a live handle (caller).
@@ -512,6 +532,7 @@ pub extern "C" fn tessera_set_footprint_limit(bytes: usize) -> usize {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn tessera_stats(out: *mut TesseraStats) {
     if out.is_null() {
+        crate::errno::set(libc::EINVAL);
         return;
     }
     let _ = crate::runtime::mode();
@@ -520,7 +541,7 @@ pub unsafe extern "C" fn tessera_stats(out: *mut TesseraStats) {
 }
 
 /// `tessera_check()`: 0 if every arena is consistent, else -1 after a line
-/// on stderr.
+/// on stderr (errno `ENOTRECOVERABLE`).
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn tessera_check() -> c_int {
     let _ = crate::runtime::mode();
@@ -575,8 +596,16 @@ fn ensure_atfork() {
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
-/// Fork: lock the list, then every heap on it.
+/// Whether the prepare handler now running took the locks.
+static FORK_GATE: ForkGate = ForkGate::new();
+
+/// Fork: stdio's list lock (see [`crate::fork`]), then the list, then
+/// every heap on it; nothing while the process has one thread.
 pub fn fork_prepare() {
+    if !FORK_GATE.enter() {
+        return;
+    }
+    crate::fork::hold_stdio();
     LIST.lock.lock();
     // SAFETY: the list is locked; its handles are live.
     unsafe {
@@ -590,6 +619,9 @@ pub fn fork_prepare() {
 
 /// Fork, parent side: unlock every heap, then the list.
 pub fn fork_parent() {
+    if !FORK_GATE.leave() {
+        return;
+    }
     // SAFETY: this thread locked all of them in `fork_prepare`.
     unsafe {
         let mut h = *LIST.head.get();
@@ -599,10 +631,14 @@ pub fn fork_parent() {
         }
         LIST.lock.unlock();
     }
+    crate::fork::release_stdio();
 }
 
 /// Fork, child side: the only thread holds every lock; reset them.
 pub fn fork_child() {
+    if !FORK_GATE.leave() {
+        return;
+    }
     // SAFETY: the child has one thread, the one that locked everything.
     unsafe {
         let mut h = *LIST.head.get();
@@ -612,4 +648,5 @@ pub fn fork_child() {
         }
         LIST.lock.reset();
     }
+    crate::fork::reset_stdio();
 }

@@ -135,6 +135,14 @@ pub extern "C" fn malloc_trim(pad: usize) -> c_int {
 /// glibc's `mallopt` parameter codes (`malloc.h`).
 pub mod codes {
     use core::ffi::c_int;
+    /// Largest request whose chunks go to fastbins (Tessera: quick lists).
+    pub const M_MXFAST: c_int = 1;
+    /// SVID; unused by glibc and Tessera.
+    pub const M_NLBLKS: c_int = 2;
+    /// SVID; unused by glibc and Tessera.
+    pub const M_GRAIN: c_int = 3;
+    /// SVID; unused by glibc and Tessera.
+    pub const M_KEEP: c_int = 4;
     /// Trim top when it exceeds this many bytes.
     pub const M_TRIM_THRESHOLD: c_int = -1;
     /// Extra bytes to ask the OS for whenever the heap grows.
@@ -143,31 +151,68 @@ pub mod codes {
     pub const M_MMAP_THRESHOLD: c_int = -3;
     /// Most direct mappings at once.
     pub const M_MMAP_MAX: c_int = -4;
+    /// What detected corruption does.
+    pub const M_CHECK_ACTION: c_int = -5;
+    /// Fill blocks handed out and freed (0 = off).
+    pub const M_PERTURB: c_int = -6;
+    /// Arenas made before the number of cores limits them.
+    pub const M_ARENA_TEST: c_int = -7;
     /// Most arenas.
     pub const M_ARENA_MAX: c_int = -8;
 }
 
-/// `mallopt(param, value)`: 1 if the setting was applied, 0 if the code is
-/// unknown or the value out of range. As in glibc, a negative trim
-/// threshold disables trimming and `M_ARENA_MAX` ignores values below 1.
+/// glibc's largest M_MXFAST (`80 * sizeof(size_t) / 4`).
+pub const MAX_FAST_SIZE: usize = 160;
+
+/// The largest M_TOP_PAD and M_MMAP_THRESHOLD Tessera applies: half a
+/// segment (a larger pad could never be committed; a larger threshold
+/// means the same, since larger chunks are always mapped directly).
+pub const MAX_SEGMENT_SETTING: usize = tessera_core::heap::segment::MAX_SEGMENT_CHUNK;
+
+/// `mallopt(param, value)`: glibc 2.36's parameters with glibc's value
+/// ranges (`docs/c-library.md` has the table of both meanings). Returns 1
+/// when glibc does; 0, with errno `EINVAL`, for M_MXFAST above 160 (or
+/// negative) and for codes glibc does not know (glibc answers 1 to those
+/// and does nothing). A negative value of a size parameter is a huge size
+/// in glibc (`int` to `size_t`): no trimming, never a direct mapping, the
+/// largest pad.
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
     use codes::*;
     let _ = crate::runtime::mode();
-    let v = usize::try_from(value);
+    // glibc's conversion of a size: negative values wrap to huge ones.
+    let size = usize::try_from(value).unwrap_or(usize::MAX);
     let ok = match param {
-        M_TRIM_THRESHOLD => global::set_tunable(Tunable::TrimThreshold, v.unwrap_or(usize::MAX)),
-        M_TOP_PAD => v.is_ok_and(|v| global::set_tunable(Tunable::TopPad, v)),
-        M_MMAP_THRESHOLD => v.is_ok_and(|v| global::set_tunable(Tunable::MmapThreshold, v)),
-        M_MMAP_MAX => global::set_tunable(Tunable::MmapMax, v.unwrap_or(0)),
-        M_ARENA_MAX => {
-            if let Ok(v @ 1..) = v {
-                global::set_tunable(Tunable::ArenaMax, v);
+        M_MXFAST => size <= MAX_FAST_SIZE && global::set_tunable(Tunable::MaxFast, size),
+        M_TRIM_THRESHOLD => global::set_tunable(Tunable::TrimThreshold, size),
+        M_TOP_PAD => global::set_tunable(Tunable::TopPad, size.min(MAX_SEGMENT_SETTING)),
+        M_MMAP_THRESHOLD => {
+            global::set_tunable(Tunable::MmapThreshold, size.min(MAX_SEGMENT_SETTING))
+        }
+        M_MMAP_MAX => global::set_tunable(Tunable::MmapMax, usize::try_from(value).unwrap_or(0)),
+        M_CHECK_ACTION => {
+            tessera_core::sys::report::set_check_action(value);
+            true
+        }
+        M_PERTURB => global::set_tunable(Tunable::Perturb, value as u32 as usize),
+        M_ARENA_TEST => {
+            if value > 0 {
+                global::set_tunable(Tunable::ArenaTest, size);
             }
             true
         }
+        M_ARENA_MAX => {
+            if value > 0 {
+                global::set_tunable(Tunable::ArenaMax, size);
+            }
+            true
+        }
+        M_NLBLKS | M_GRAIN | M_KEEP => true,
         _ => false,
     };
+    if !ok {
+        crate::errno::set(libc::EINVAL);
+    }
     c_int::from(ok)
 }
 
@@ -344,7 +389,9 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
 /// `malloc_info(options, fp)`: the state of every arena as XML in glibc's
 /// shape (`<malloc version="1">`, one `<heap nr>` per arena with its free
 /// chunks by bin, then totals). Returns 0, or `EINVAL` for nonzero
-/// `options` or a NULL stream (glibc returns the code, not -1).
+/// `options` or a NULL stream (glibc returns the code, not -1; errno is
+/// set to it too), or -1 when the write fails (errno from the write) or
+/// the report did not fit in memory (`ENOMEM`).
 ///
 /// In `<sizes>`, each `<size>` is one small or tree bin and `<unsorted>`
 /// the designated victim, after one `<size>` per size of the chunks parked
@@ -360,6 +407,7 @@ fn heap_xml(out: &mut MapBuf, nr: usize, h: &tessera_core::Heap) -> Totals {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
     if options != 0 || fp.is_null() {
+        crate::errno::set(libc::EINVAL);
         return libc::EINVAL;
     }
     let _ = crate::runtime::mode();
@@ -391,12 +439,17 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
     );
     // SAFETY: a valid stream (caller), and no allocator lock is held now.
     let ok = unsafe { fwrite_all(fp, out.as_bytes()) };
-    e.restore();
-    if ok && !out.truncated {
-        0
-    } else {
-        -1
+    if !ok {
+        // errno is the failed write's.
+        return -1;
     }
+    if out.truncated {
+        // The report did not fit in the memory the kernel gave.
+        e.fail(libc::ENOMEM);
+        return -1;
+    }
+    e.restore();
+    0
 }
 
 #[cfg(test)]
@@ -413,15 +466,22 @@ mod tests {
     #[test]
     fn mallopt_codes() {
         use codes::*;
-        assert_eq!(mallopt(M_MMAP_THRESHOLD, 64 << 20), 0, "above 32 MiB");
-        assert_eq!(mallopt(M_MMAP_THRESHOLD, -1), 0);
+        assert_eq!(mallopt(M_MMAP_THRESHOLD, 64 << 20), 1, "glibc 2.35+: any");
+        assert_eq!(mallopt(M_MMAP_THRESHOLD, -1), 1);
         assert_eq!(mallopt(M_MMAP_THRESHOLD, 256 << 10), 1);
         assert_eq!(mallopt(M_TRIM_THRESHOLD, 2 << 20), 1);
         assert_eq!(mallopt(M_TOP_PAD, 128 << 10), 1);
-        assert_eq!(mallopt(M_TOP_PAD, -5), 0);
+        assert_eq!(mallopt(M_TOP_PAD, -5), 1);
+        assert_eq!(mallopt(M_TOP_PAD, 128 << 10), 1);
         assert_eq!(mallopt(M_MMAP_MAX, 65536), 1);
         assert_eq!(mallopt(M_ARENA_MAX, 0), 1);
+        assert_eq!(mallopt(M_ARENA_TEST, -1), 1);
+        assert_eq!(mallopt(M_MXFAST, 160), 1);
+        assert_eq!(mallopt(M_MXFAST, 161), 0);
+        assert_eq!(mallopt(M_MXFAST, -1), 0);
+        assert_eq!(mallopt(M_MXFAST, 1032), 0, "beyond glibc's range");
+        assert_eq!(mallopt(M_CHECK_ACTION, 3), 1);
+        assert_eq!(mallopt(M_KEEP, 1), 1);
         assert_eq!(mallopt(12345, 1), 0, "unknown code");
-        assert_eq!(mallopt(1, 64), 0, "M_MXFAST means nothing here");
     }
 }

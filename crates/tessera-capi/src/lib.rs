@@ -46,6 +46,7 @@ static GLOBAL: tessera_core::Tessera = tessera_core::Tessera;
 pub mod env;
 pub mod errno;
 pub mod exports;
+pub mod fork;
 pub mod heaps;
 pub mod info;
 pub mod out;

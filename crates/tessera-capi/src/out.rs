@@ -5,15 +5,26 @@
 //! `core::fmt` formats into any [`core::fmt::Write`] without allocating, so
 //! `write!` into a [`StackBuf`] or a [`MapBuf`] is safe inside the
 //! allocator, with any lock held.
+//!
+//! # Cancellation
+//! `open`, `write`, `close` and stdio's writes are cancellation points: a
+//! thread cancelled (`pthread_cancel`) while it writes a report would
+//! unwind through the library's frames, which cannot unwind, and the
+//! process would abort. Every function here that reaches one turns
+//! cancellation off for its length ([`CancelOff`], as glibc does around
+//! `malloc_stats`); a cancellation requested meanwhile is acted upon at
+//! the thread's next cancellation point outside the library.
 
 use core::ffi::{c_int, CStr};
 use core::fmt;
 use tessera_core::inspect::Sink;
+use tessera_core::sys::report::CancelOff;
 
 /// Writes all of `bytes` to `fd`, retrying on `EINTR` and short writes.
 /// Returns false on any other error. Leaves errno as the failing call set
 /// it; callers that must not change errno save it first.
 pub fn write_all(fd: c_int, mut bytes: &[u8]) -> bool {
+    let _off = CancelOff::new();
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a live slice; write(2) reads at most its length.
         let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
@@ -248,6 +259,7 @@ pub unsafe fn fwrite_all(fp: *mut libc::FILE, bytes: &[u8]) -> bool {
     if bytes.is_empty() {
         return true;
     }
+    let _off = CancelOff::new();
     // SAFETY: `fp` is valid (caller); `bytes` is a live slice.
     unsafe { libc::fwrite(bytes.as_ptr().cast(), 1, bytes.len(), fp) == bytes.len() }
 }
@@ -255,6 +267,7 @@ pub unsafe fn fwrite_all(fp: *mut libc::FILE, bytes: &[u8]) -> bool {
 /// Creates (or truncates) `path` for writing, close-on-exec, without
 /// allocating. Returns the descriptor, or -1 with errno set.
 pub fn create_file(path: &CStr) -> libc::c_int {
+    let _off = CancelOff::new();
     // SAFETY: `path` is NUL-terminated; open allocates nothing.
     unsafe {
         libc::open(
@@ -276,6 +289,7 @@ pub fn write_file(path: &CStr, write: impl FnOnce(&mut FdSink)) -> bool {
     let mut sink = FdSink::new(fd);
     write(&mut sink);
     let ok = sink.flush();
+    let _off = CancelOff::new();
     // SAFETY: our own descriptor.
     let closed = unsafe { libc::close(fd) } == 0;
     ok && closed

@@ -21,14 +21,16 @@
 //! (at most [`MAX_DEFERRALS`] times).
 //!
 //! # Fork
-//! The handlers take every lock in a fixed order before `fork` and release
-//! (parent) or reset (child) them after: separate heaps (list, then each
-//! heap; `heaps` registers its own handlers when the first heap is made,
-//! after these, so they run first), the trace recorder, then the core's
-//! arenas. glibc runs these
-//! handlers *before* it takes its stdio list lock, so a thread inside
-//! `printf` that needs `malloc` cannot deadlock a forking thread (glibc bug
-//! 19431 was about the opposite order).
+//! The handlers take every lock in one order before `fork` and release
+//! (parent) or reset (child) them after: stdio's list lock (see
+//! [`crate::fork`]: glibc's own order, so that a thread inside `getline`
+//! that needs malloc cannot deadlock a forking thread), then the separate
+//! heaps (list, then each heap; `heaps` registers its own handlers when
+//! the first heap is made, after these, so they run first), the trace
+//! recorder, and the core's config and arenas (the core leaves its fork
+//! handlers to this module). With one thread in the process nothing is
+//! locked (a signal handler may fork; see `tessera_core::sys::fork`); the
+//! child stops recording either way.
 //!
 //! # Exit
 //! [`at_exit`] sits in `.fini_array`, so the dynamic linker's `_dl_fini`
@@ -46,6 +48,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use tessera_core::global::{self, Tunable};
 use tessera_core::inspect::trace::Event;
+use tessera_core::sys::fork::ForkGate;
 
 /// Set-up is done.
 pub const READY: u8 = 1;
@@ -146,6 +149,10 @@ pub fn init_slow() -> u8 {
 /// Reads the environment and sets everything up. Returns false when set-up
 /// must wait for libc to publish the environment.
 fn initialise() -> bool {
+    // The core's fork handlers run from ours, after stdio's lock. (If an
+    // allocation already registered them, theirs run after ours and find
+    // the work done: the core's gate sees a nested prepare.)
+    global::leave_fork_handlers_to_embedder();
     // SAFETY: reading a pointer-sized global of libc.
     let env_ready = unsafe { !core::ptr::addr_of!(environ).read().is_null() };
     if !env_ready && DEFERRALS.fetch_add(1, Ordering::Relaxed) < MAX_DEFERRALS {
@@ -174,6 +181,9 @@ fn initialise() -> bool {
     }
     if let Some(v) = env::count_var(c"TESSERA_ARENA_MAX") {
         global::set_tunable(Tunable::ArenaMax, v);
+    }
+    if let Some(b) = env::perturb_var() {
+        global::set_tunable(Tunable::Perturb, usize::from(b));
     }
     let name = c"TESSERA_TCACHE_MEDIUM";
     if let Some(v) = env::size_var(name) {
@@ -253,31 +263,45 @@ pub fn before_free(mode: u8, event: Event) {
 }
 
 /// Runs the full checker over every arena; on failure prints one line and
-/// aborts.
+/// ends the program (as M_CHECK_ACTION says: by default `abort()`).
 #[cold]
 pub fn check_or_die() {
     if let Err(err) = global::check() {
         let mut line = StackBuf::<512>::new();
         let _ = writeln!(line, "tessera: TESSERA_CHECK: {err}");
-        stderr_raw(line.as_bytes());
-        // SAFETY: abort never returns.
-        unsafe { libc::abort() };
+        tessera_core::sys::report::stop(line.as_bytes());
     }
 }
 
+/// Whether the prepare handler now running took the locks.
+static FORK_GATE: ForkGate = ForkGate::new();
+
 extern "C" fn atfork_prepare() {
+    if !FORK_GATE.enter() {
+        return;
+    }
+    crate::fork::hold_stdio();
     crate::trace::fork_prepare();
     global::fork_prepare();
 }
 
 extern "C" fn atfork_parent() {
-    global::fork_parent();
-    crate::trace::fork_parent();
+    if FORK_GATE.leave() {
+        global::fork_parent();
+        crate::trace::fork_parent();
+        crate::fork::release_stdio();
+    }
 }
 
 extern "C" fn atfork_child() {
-    global::fork_child();
-    crate::trace::fork_child();
+    let locked = FORK_GATE.leave();
+    if locked {
+        global::fork_child();
+    }
+    crate::trace::fork_child(locked);
+    if locked {
+        crate::fork::reset_stdio();
+    }
     FORKED.store(true, Ordering::Relaxed);
     MODE.fetch_and(!TRACING, Ordering::Relaxed);
 }

@@ -33,6 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use tessera_core::inspect::trace::{write_record, Event, Record, TRACE_MAGIC};
 use tessera_core::inspect::Sink;
 use tessera_core::sys::lock::RawLock;
+use tessera_core::sys::report::CancelOff;
 
 const BUF: usize = 64 << 10;
 
@@ -84,7 +85,8 @@ impl Inner {
             // A full disk or a closed descriptor: stop rather than write a
             // trace with holes in it.
             crate::out::stderr_raw(b"tessera: TESSERA_TRACE: write failed; recording stopped\n");
-            // SAFETY: our own descriptor.
+            let _off = CancelOff::new(); // close is a cancellation point
+                                         // SAFETY: our own descriptor.
             unsafe { libc::close(self.fd) };
             self.fd = -1;
             ACTIVE.store(false, Ordering::Relaxed);
@@ -198,7 +200,8 @@ pub fn finish() {
             r,
         );
         r.flush();
-        // SAFETY: our own descriptor, not used after this.
+        let _off = CancelOff::new(); // close is a cancellation point
+                                     // SAFETY: our own descriptor, not used after this.
         unsafe { libc::close(r.fd) };
         r.fd = -1;
     });
@@ -217,9 +220,16 @@ pub fn fork_parent() {
 }
 
 /// Fork, child side: stop recording. The parent's unwritten records stay
-/// the parent's to write; the child closes its copy of the descriptor.
-pub fn fork_child() {
+/// the parent's to write. When `fork_prepare` ran (`locked`), the child
+/// also closes its copy of the descriptor and drops the buffer; when it
+/// did not (a process with one thread, maybe a fork from a signal handler
+/// that interrupted a record), the recorder is left as it is for the
+/// interrupted code to finish, and the descriptor (close-on-exec) stays.
+pub fn fork_child(locked: bool) {
     ACTIVE.store(false, Ordering::Relaxed);
+    if !locked {
+        return;
+    }
     // SAFETY: the child has a single thread, which holds the lock (taken in
     // `fork_prepare`); the buffer is dropped, never written.
     unsafe {

@@ -21,7 +21,7 @@
 //!
 //! ## The layers, bottom up
 //! 0. [`sys`]: pages from the OS, locks, fatal reports, the address
-//!    registry.
+//!    registry, what fork handlers need.
 //! 1. [`heap`]: one heap (dlmalloc's mspace): chunks, bins, segments,
 //!    direct mappings, malloc/free/realloc, the checker, statistics;
 //!    [`Heap`] is its handle.

@@ -798,6 +798,8 @@ impl FuzzPlan {
             },
             mmap_max: if c & 0x80 != 0 { 0 } else { d.mmap_max },
             dynamic_threshold: l & 0x10 != 0,
+            perturb: d.perturb,
+            max_fast: d.max_fast,
         };
         let footprint_limit = pick(l, [FUZZ_DEFAULT_LIMIT, 512 << 10, 4 << 20, 32 << 20]);
         let debug = match (l >> 2) & 3 {

@@ -19,13 +19,14 @@ use std::path::{Path, PathBuf};
 /// Crate `tessera`, bottom up.
 const TESSERA: &[(&str, &[&str])] = &[
     (
-        "sys: pages, locks, fatal reports, the address registry, errno",
+        "sys: pages, locks, fatal reports, the registry, fork, errno",
         &[
             "sys::report",
             "sys::os",
             "sys::lock",
             "sys::registry",
             "sys::errno",
+            "sys::fork",
             "sys::tls",
             "sys",
         ],
@@ -90,8 +91,8 @@ const TESSERA_EXEMPT: &[&str] = &["testing"];
 /// Crate `tessera-capi` (libtessera.so), bottom up.
 const CAPI: &[(&str, &[&str])] = &[
     (
-        "errno, output without malloc, the environment",
-        &["errno", "out", "env"],
+        "errno, output without malloc, environment, stdio at fork",
+        &["errno", "out", "env", "fork"],
     ),
     ("the trace recorder", &["trace"]),
     ("set-up, fork handlers, exit", &["runtime"]),

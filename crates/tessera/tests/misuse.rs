@@ -236,6 +236,23 @@ fn commit(scenario: &str) {
                 global::malloc(48);
                 global::malloc(48);
             }
+            "overflow_into_cached_neighbour" => {
+                // In a fresh thread, three blocks from one refill of its
+                // cache; one of them is followed in memory by a chunk that
+                // is still cached. One byte past its end goes into that
+                // chunk's head; freeing the block must say so.
+                std::thread::spawn(|| {
+                    let b: Vec<*mut u8> = (0..3).map(|_| global::malloc(24)).collect();
+                    let x = *b
+                        .iter()
+                        .find(|&&x| !b.contains(&x.wrapping_add(32)))
+                        .expect("a block whose successor is cached");
+                    x.add(24).write(b'A');
+                    global::free(x);
+                })
+                .join()
+                .unwrap();
+            }
             other => panic!("unknown scenario {other}"),
         }
     }
@@ -329,4 +346,5 @@ misuse! {
     use_after_free_debug => "use after free";
     heap_check_debug_period => "PINUSE";
     tcache_link_overwrite => "corrupted free-list links";
+    overflow_into_cached_neighbour => "write past the end of the block";
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dlfcn.h>
 
 #include <tessera.h>
 
@@ -25,6 +26,19 @@
             exit(1);                                                           \
         }                                                                      \
     } while (0)
+
+/* Proves that the program's malloc is Tessera's (linked or preloaded):
+ * `malloc` as the program binds it must live in the same object as
+ * `tessera_footprint`, a function only libtessera.so defines. */
+static inline void require_tessera(void) {
+    void *own = dlsym(RTLD_DEFAULT, "tessera_footprint");
+    CHECK(own != NULL);
+    void *(*volatile m)(size_t) = malloc;
+    Dl_info a, b;
+    CHECK(dladdr((void *)m, &a) != 0 && dladdr(own, &b) != 0);
+    CHECK(a.dli_fname != NULL && b.dli_fname != NULL);
+    CHECK(strcmp(a.dli_fname, b.dli_fname) == 0);
+}
 
 /* Resident set size of this process, in KiB. */
 static inline long rss_kib(void) {

@@ -223,6 +223,27 @@ impl Head {
     pub const fn is_fencepost(self) -> bool {
         self.0 & !Self::PINUSE == Self::FENCEPOST & !Self::PINUSE
     }
+
+    /// Do the tag's mark (bit 63) and CINUSE agree, as they do in every
+    /// chunk head but a fencepost's (in-use heads carry a tag, free ones
+    /// none)? The check the free fast path makes of the head after the
+    /// block it frees, in three instructions: rotated left by one, the two
+    /// bits sit at bits 0 and 2 of the low byte, whose parity one `test`
+    /// gives. A one-byte overflow that clears CINUSE there (a NUL, `A`,
+    /// half of all byte values) breaks it.
+    #[inline(always)]
+    pub const fn mark_agrees(self) -> bool {
+        ((self.0.rotate_left(1) & 5) as u8).count_ones() % 2 == 0
+    }
+
+    /// [`Self::mark_agrees`], and a head without the mark carries no other
+    /// tag bit either (as a free chunk's does not): also broken by text
+    /// written over the whole head. The slower frees' quick look at the
+    /// next chunk's head.
+    #[inline(always)]
+    pub const fn looks_real(self) -> bool {
+        self.mark_agrees() && (self.0 as isize) < (1 << Self::TAG_SHIFT)
+    }
 }
 
 /// Are the cheap always-on checks compiled in? (Only the `unchecked`
@@ -312,12 +333,18 @@ pub fn plausible_near<T, U>(p: *mut T, near: *mut U) -> bool {
 }
 
 /// Returns `p` if it is null or [`plausible_near`] the chunk `near` it was
-/// read from; otherwise reports corrupted free-list links and aborts. For
-/// every link read out of a free chunk before it is followed.
+/// read from; otherwise reports corrupted free-list links, naming the
+/// chunk that holds the link (and the link), and aborts. For every link
+/// read out of a free chunk before it is followed.
 #[inline(always)]
 pub fn checked_link_near<T, U>(p: *mut T, near: *mut U) -> *mut T {
     if !p.is_null() && !plausible_near(p, near) {
-        crate::sys::report::fatal(crate::sys::report::Misuse::CorruptLinks, p.cast());
+        crate::sys::report::fatal_with(
+            crate::sys::report::Misuse::CorruptLinks,
+            (near as *mut u8).wrapping_add(MEM_OFFSET),
+            "link",
+            p as usize,
+        );
     }
     p
 }

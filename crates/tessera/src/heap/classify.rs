@@ -8,7 +8,7 @@ use super::chunk::{tag_ok, tag_ok_keyed, Chunk, Head, CHECKS, MALLOC_ALIGNMENT, 
 use super::mapping::MmapHeader;
 use super::segment::Segment;
 use crate::sys::registry;
-use crate::sys::report::{fatal, Misuse};
+use crate::sys::report::{fatal, fatal_with, Misuse};
 
 /// What to call a pointer that is in no segment and no live mapping: a
 /// recently unmapped direct chunk (a double free), or anything else.
@@ -92,6 +92,46 @@ pub(crate) unsafe fn diagnose(seg: *mut Segment, p: *mut Chunk, for_realloc: boo
         }
     }
     Misuse::InvalidPointer
+}
+
+/// Does the head of the chunk after the in-use chunk at `mem` of `size`
+/// bytes, which the program is freeing, look real? A tagged in-use head
+/// (the next block, or one cached or parked), a free one (PINUSE set, since
+/// `mem` is in use, and no tag) or a fencepost. Anything else was written
+/// by the program past the end of `mem`'s block (issue 16), unless another
+/// thread is rewriting that head under its arena's lock right now (the
+/// caller looks again under the lock before reporting). The head lies
+/// before the segment's fencepost (or is it), so it is readable.
+///
+/// # Safety
+/// `mem` must be a validated in-use chunk of a live segment, `size` its
+/// size.
+pub(crate) unsafe fn next_head_fine(mem: *mut u8, size: usize) -> bool {
+    if !CHECKS {
+        return true;
+    }
+    let next = Chunk::plus_offset(Chunk::from_mem(mem), size);
+    // SAFETY: the successor of a validated in-use chunk lies in its segment
+    // (caller).
+    let h = unsafe { Chunk::head(next) };
+    if h.cinuse() {
+        h.is_fencepost() || tag_ok(next, h)
+    } else {
+        h.pinuse() && h.tag() == 0
+    }
+}
+
+/// Reports a write past the end of the block at `mem` (`size` bytes of
+/// chunk) into the head of the chunk after it, naming both.
+#[cold]
+pub(crate) fn report_overflow(mem: *mut u8, size: usize) -> ! {
+    let next = Chunk::plus_offset(Chunk::from_mem(mem), size);
+    fatal_with(
+        Misuse::Overflow,
+        mem,
+        "the header of the chunk after it, at",
+        Chunk::to_mem(next) as usize,
+    )
 }
 
 /// A pointer from outside, validated by [`classify`].

@@ -21,7 +21,7 @@ use super::chunk::{purgeable_bytes, Chunk, Head};
 use super::smallbins::is_small;
 use super::state::State;
 use crate::sys::os::PageSource;
-use crate::sys::report::{fatal, fatal_msg, Misuse};
+use crate::sys::report::{fatal_msg, fatal_with, Misuse};
 
 /// The byte freed memory is filled with.
 pub const FREE_FILL: u8 = 0xDF;
@@ -86,7 +86,12 @@ impl<S: PageSource> State<S> {
         // SAFETY: the bytes lie inside the free chunk (caller).
         let bytes = unsafe { core::slice::from_raw_parts(p.cast::<u8>().add(skip), size - skip) };
         if let Some(i) = bytes.iter().position(|&b| b != FREE_FILL) {
-            fatal(Misuse::UseAfterFree, bytes[i..].as_ptr());
+            fatal_with(
+                Misuse::UseAfterFree,
+                Chunk::to_mem(p),
+                "the byte written",
+                bytes[i..].as_ptr() as usize,
+            );
         }
     }
 }

@@ -5,9 +5,11 @@
 //! Read [`State::free_chunk`] first: boundary-tag coalescing, the heart
 //! of dlmalloc.
 
-use super::chunk::{purgeable, purgeable_bytes, tag_ok, Chunk, Head, TreeChunk, MIN_CHUNK_SIZE};
+use super::chunk::{
+    purgeable, purgeable_bytes, tag_ok, Chunk, Head, TreeChunk, MEM_OFFSET, MIN_CHUNK_SIZE,
+};
 use super::classify::Classified;
-use super::lists::{class_of, MAX_CACHED_SIZE};
+use super::lists::{class_of, class_size, MAX_CACHED_SIZE};
 use super::quick;
 use super::segment::{Emptied, Segment};
 use super::state::{Owned, State};
@@ -38,7 +40,9 @@ impl<S: PageSource> State<S> {
         unsafe {
             match self.validate(mem, false) {
                 Owned::Segment(p) => {
-                    self.free_chunk(p, Chunk::size(p));
+                    let size = Chunk::size(p);
+                    self.perturb_freed(p, size);
+                    self.free_chunk(p, size);
                     self.after_free();
                 }
                 Owned::Direct(p) => self.direct_free(p),
@@ -62,9 +66,26 @@ impl<S: PageSource> State<S> {
             if c.direct {
                 self.direct_free(c.chunk);
             } else {
-                self.free_chunk(c.chunk, Chunk::size(c.chunk));
+                let size = Chunk::size(c.chunk);
+                self.perturb_freed(c.chunk, size);
+                self.free_chunk(c.chunk, size);
                 self.after_free();
             }
+        }
+    }
+
+    /// M_PERTURB: fills the in-use chunk `p` of `size` bytes, which the
+    /// program is freeing, with the perturb byte, from its payload up to
+    /// its successor (whose `prev_foot` becomes the boundary tag).
+    ///
+    /// # Safety
+    /// `p` must be a validated in-use segment chunk of this heap.
+    #[inline(always)]
+    pub(crate) unsafe fn perturb_freed(&self, p: *mut Chunk, size: usize) {
+        if let Some(b) = self.config.perturb {
+            // SAFETY: the payload of an in-use chunk ends where its
+            // successor starts (caller).
+            unsafe { Chunk::to_mem(p).write_bytes(b, size - MEM_OFFSET) };
         }
     }
 
@@ -105,12 +126,16 @@ impl<S: PageSource> State<S> {
         // a size or tag is validated before it is written.
         unsafe {
             let next = Chunk::plus_offset(p, psize);
-            // If p is merged into its predecessor, its old head stays behind
-            // inside the free chunk: clear CINUSE there (the tag stays), so
-            // a second free of p is reported as the double free it is.
-            let h = Chunk::head(p);
-            Chunk::set_head(p, h.0 & !Head::CINUSE);
             if !Chunk::pinuse(p) {
+                // p is merged into its predecessor, and its old head stays
+                // behind inside the free chunk: clear CINUSE there (the tag
+                // stays), so a second free of p is reported as the double
+                // free it is. (Only here: p's head, read by whoever frees
+                // the chunk before p, must never be seen half changed, in
+                // use but tagless or free but tagged; when p stays a chunk
+                // its head goes from in use to free in one store below.)
+                let h = Chunk::head(p);
+                Chunk::set_head(p, h.0 & !Head::CINUSE);
                 let prevsize = Chunk::prev_foot(p);
                 let prev = Chunk::minus_offset(p, prevsize);
                 let seg = Segment::of(p.cast());
@@ -318,8 +343,9 @@ impl<S: PageSource> State<S> {
     }
 
     /// Parks the in-use chunk `p` (leaving a thread cache) on its quick
-    /// list instead of freeing it, if it has a quick-list size and the
-    /// budget has room (never in debug mode); returns whether it did.
+    /// list instead of freeing it, if it has a quick-list size (at most
+    /// `config.max_fast`) and the budget has room (never in debug mode);
+    /// returns whether it did.
     ///
     /// # Safety
     /// `p` must be a validated in-use segment chunk of this heap that
@@ -328,7 +354,7 @@ impl<S: PageSource> State<S> {
     pub(crate) unsafe fn park(&mut self, p: *mut Chunk) -> bool {
         // SAFETY: `p` is validated (caller).
         let size = unsafe { Chunk::size(p) };
-        if self.quick.is_null() || size > MAX_CACHED_SIZE || self.debug.level >= 2 {
+        if self.quick.is_null() || size > self.config.max_fast || self.debug.level >= 2 {
             return false;
         }
         let budget = quick::budget(self.footprint);
@@ -337,10 +363,11 @@ impl<S: PageSource> State<S> {
     }
 
     /// How many chunks of small class `c` this arena would park now (0 for
-    /// a heap without quick lists, and in debug mode).
+    /// a heap without quick lists, in debug mode, and for classes above
+    /// M_MXFAST, `config.max_fast`).
     #[inline]
     pub(crate) fn quick_room(&self, c: usize) -> usize {
-        if self.quick.is_null() || self.debug.level >= 2 {
+        if self.quick.is_null() || self.debug.level >= 2 || class_size(c) > self.config.max_fast {
             return 0;
         }
         // SAFETY: a non-null `quick` is this arena's, used under its lock.

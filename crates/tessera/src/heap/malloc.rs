@@ -25,9 +25,41 @@ impl<S: PageSource> State<S> {
     // ----------------------------------------------------------------
 
     /// Allocates at least `bytes` bytes (dlmalloc's `dlmalloc`). Null on
-    /// failure.
+    /// failure. With M_PERTURB on (`config.perturb`), the block comes
+    /// filled (see [`State::perturb_new`]).
     #[inline]
     pub(crate) fn malloc(&mut self, bytes: usize) -> *mut u8 {
+        let mem = self.malloc_unfilled(bytes);
+        if self.config.perturb.is_some() {
+            self.perturb_new(mem, 0);
+        }
+        mem
+    }
+
+    /// M_PERTURB: fills the usable bytes of the new (or grown) block `mem`
+    /// from offset `from` with the perturb byte's complement. Nothing for
+    /// null.
+    #[cold]
+    pub(crate) fn perturb_new(&self, mem: *mut u8, from: usize) {
+        let Some(b) = self.config.perturb else {
+            return;
+        };
+        if mem.is_null() {
+            return;
+        }
+        // SAFETY: a live block of this heap, usable up to its usable size.
+        unsafe {
+            let usable = Chunk::usable_size(Chunk::from_mem(mem));
+            if usable > from {
+                mem.add(from).write_bytes(!b, usable - from);
+            }
+        }
+    }
+
+    /// [`State::malloc`] without the perturb fill (calloc, which clears
+    /// the block anyway and may skip clearing memory fresh from the OS).
+    #[inline]
+    pub(crate) fn malloc_unfilled(&mut self, bytes: usize) -> *mut u8 {
         if self.debug.level >= 2 {
             self.debug_tick();
         }
@@ -90,7 +122,8 @@ impl<S: PageSource> State<S> {
         unsafe {
             if nb < self.config.mmap_threshold && self.quick_pending() {
                 self.consolidate_quick();
-                return self.malloc(bytes);
+                // (Unfilled: the caller, `malloc` or `calloc`, decides.)
+                return self.malloc_unfilled(bytes);
             }
             self.sys_alloc(nb)
         }
@@ -456,7 +489,7 @@ impl<S: PageSource> State<S> {
             return ptr::null_mut();
         };
         self.carved_clean = ptr::null_mut();
-        let mem = self.malloc(bytes);
+        let mem = self.malloc_unfilled(bytes);
         if !mem.is_null() {
             let p = Chunk::from_mem(mem);
             // SAFETY: mem is a fresh allocation of at least `bytes` bytes.

@@ -121,13 +121,17 @@ impl<S: PageSource> State<S> {
         };
         // SAFETY: p is validated.
         unsafe {
+            let old_usable = Chunk::usable_size(p);
             let newp = self.try_realloc_chunk(p, nb, true);
             if !newp.is_null() {
+                if self.config.perturb.is_some() {
+                    // The bytes it grew by are new: perturbed as malloc's.
+                    self.perturb_new(Chunk::to_mem(newp), old_usable);
+                }
                 return Chunk::to_mem(newp);
             }
             let new = self.malloc(bytes);
             if !new.is_null() {
-                let old_usable = Chunk::usable_size(p);
                 ptr::copy_nonoverlapping(mem, new, old_usable.min(bytes));
                 self.free(mem);
             }
@@ -149,9 +153,15 @@ impl<S: PageSource> State<S> {
         }
         // SAFETY: p is validated.
         unsafe {
-            !self
-                .try_realloc_chunk(p, request2size(bytes), false)
-                .is_null()
+            let old_usable = Chunk::usable_size(p);
+            let newp = self.try_realloc_chunk(p, request2size(bytes), false);
+            if newp.is_null() {
+                return false;
+            }
+            if self.config.perturb.is_some() {
+                self.perturb_new(mem, old_usable);
+            }
+            true
         }
     }
 }

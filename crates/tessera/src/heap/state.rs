@@ -40,6 +40,7 @@
 
 use super::chunk::{Chunk, MALLOC_ALIGNMENT};
 use super::classify::classify;
+use super::lists::MAX_CACHED_SIZE;
 use super::mapping::MmapHeader;
 use super::quick::QuickLists;
 use super::segment::Segment;
@@ -76,6 +77,15 @@ pub struct Config {
     /// the process allocator; setting a threshold explicitly (mallopt) turns
     /// it off, as in glibc.
     pub dynamic_threshold: bool,
+    /// glibc's M_PERTURB: with `Some(b)`, every block `malloc` (and
+    /// `realloc`, `memalign`) hands out is filled with `b ^ 0xff` up to its
+    /// usable size, and every block freed with `b` (up to the boundary
+    /// tag), so that reads of uninitialised or freed memory show. `calloc`
+    /// still returns zeros. Off (`None`) by default.
+    pub perturb: Option<u8>,
+    /// glibc's M_MXFAST: the largest chunk size parked on the quick lists
+    /// (see `quick`); 0 parks nothing. Default: every small class (1040).
+    pub max_fast: usize,
 }
 
 impl Config {
@@ -87,6 +97,8 @@ impl Config {
         granularity: 64 << 10,
         mmap_max: 65536,
         dynamic_threshold: false,
+        perturb: None,
+        max_fast: MAX_CACHED_SIZE,
     };
 }
 

@@ -79,6 +79,15 @@ pub unsafe trait PageSource {
 }
 
 /// The Linux page source: `mmap`, `mprotect`, `mremap`, `madvise`.
+///
+/// Each mapping of [`PageSource::map`] (a direct chunk's) is made one page
+/// longer and that last page unmapped at once, so the page right after it
+/// is a gap, not some other mapping of the allocator's. A program that
+/// maps memory of its own with `MAP_FIXED` right after a large block (as
+/// far as it knows, a page nobody uses) then lands in that gap instead of
+/// on a segment's record or a heap's state, which the kernel would
+/// otherwise often have placed there (issue 16, `tests/c/mapfixed.c`).
+/// `remap` keeps the gap where it can.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Mmap;
 
@@ -145,12 +154,15 @@ unsafe impl PageSource for Mmap {
     }
 
     fn map(&self, size: usize) -> *mut u8 {
+        let Some(span) = size.checked_add(PAGE_SIZE) else {
+            return ptr::null_mut();
+        };
         // SAFETY: a fresh anonymous mapping at an address of the kernel's
         // choosing.
         let raw = unsafe {
             libc::mmap(
                 ptr::null_mut(),
-                size,
+                span,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -158,10 +170,13 @@ unsafe impl PageSource for Mmap {
             )
         };
         if raw == libc::MAP_FAILED {
-            ptr::null_mut()
-        } else {
-            raw.cast()
+            return ptr::null_mut();
         }
+        let raw = raw.cast::<u8>();
+        // The gap above (see `Mmap`).
+        // SAFETY: the last page of the mapping just made, unused.
+        unsafe { libc::munmap(raw.add(size).cast(), PAGE_SIZE) };
+        raw
     }
 
     unsafe fn unmap(&self, ptr: *mut u8, size: usize) {
@@ -171,13 +186,21 @@ unsafe impl PageSource for Mmap {
 
     unsafe fn remap(&self, ptr: *mut u8, old: usize, new: usize, may_move: bool) -> *mut u8 {
         let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
-        // SAFETY: the caller owns the whole mapping.
-        let r = unsafe { libc::mremap(ptr.cast(), old, new, flags) };
-        if r == libc::MAP_FAILED {
-            ptr::null_mut()
-        } else {
-            r.cast()
+        // One page more, given back at once: the gap above (see `Mmap`).
+        // Where that page is taken, the plain size is tried too.
+        for (span, gap) in [(new.saturating_add(PAGE_SIZE), true), (new, false)] {
+            // SAFETY: the caller owns the whole mapping.
+            let r = unsafe { libc::mremap(ptr.cast(), old, span, flags) };
+            if r != libc::MAP_FAILED {
+                let r = r.cast::<u8>();
+                if gap {
+                    // SAFETY: the last page of the mapping, unused.
+                    unsafe { libc::munmap(r.add(new).cast(), PAGE_SIZE) };
+                }
+                return r;
+            }
         }
+        ptr::null_mut()
     }
 
     unsafe fn purge(&self, ptr: *mut u8, len: usize) {
@@ -365,6 +388,38 @@ mod tests {
             assert_eq!(*q.add(4095), 7);
             assert_eq!(*q.add(4096), 0);
             os.unmap(q, 1 << 20);
+        }
+    }
+
+    /// Is the page at `p` mapped at all? (`mincore` says ENOMEM for a
+    /// page no mapping covers.)
+    fn mapped(p: *mut u8) -> bool {
+        let mut v = 0u8;
+        // SAFETY: mincore writes one byte for one page; `p` is page aligned.
+        unsafe { libc::mincore(p.cast(), PAGE_SIZE, &mut v) == 0 }
+    }
+
+    #[test]
+    fn maps_leave_the_page_after_them_unmapped() {
+        let os = Mmap;
+        for size in [PAGE_SIZE, 5 * PAGE_SIZE, 1 << 20] {
+            let p = os.map(size);
+            assert!(!p.is_null());
+            // SAFETY: p's mapping is `size` bytes; the page after it is
+            // only asked about.
+            unsafe {
+                assert!(mapped(p) && mapped(p.add(size - PAGE_SIZE)));
+                assert!(!mapped(p.add(size)), "a gap after {size} bytes");
+                // Grown (in place or moved) and shrunk: the gap follows.
+                let q = os.remap(p, size, size + 3 * PAGE_SIZE, true);
+                assert!(!q.is_null());
+                assert!(mapped(q.add(size + 2 * PAGE_SIZE)));
+                assert!(!mapped(q.add(size + 3 * PAGE_SIZE)), "a gap after growing");
+                let r = os.remap(q, size + 3 * PAGE_SIZE, PAGE_SIZE, true);
+                assert_eq!(r, q, "shrinking stays in place");
+                assert!(!mapped(r.add(PAGE_SIZE)), "a gap after shrinking");
+                os.unmap(r, PAGE_SIZE);
+            }
         }
     }
 

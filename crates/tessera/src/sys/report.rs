@@ -3,6 +3,31 @@
 //! Nothing here allocates: the line is assembled in a stack buffer and
 //! written with a single `write(2)`, so it is safe inside malloc and free,
 //! with any lock held.
+//!
+//! What happens then is glibc's M_CHECK_ACTION ([`set_check_action`]):
+//! bit 0 prints the line, bit 1 ends the program with `abort()` (SIGABRT,
+//! a core dump where enabled); without bit 1 it ends with `_exit(127)`.
+//! The program never goes on: the heap it would go on with is corrupted.
+//! The default, 3, prints and aborts.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// M_CHECK_ACTION's bits that Tessera uses (module docs).
+static CHECK_ACTION: AtomicU8 = AtomicU8::new(3);
+
+/// Print the line.
+pub const ACTION_PRINT: u8 = 1;
+/// End with `abort()` rather than `_exit(127)`.
+pub const ACTION_ABORT: u8 = 2;
+
+/// Sets what detected corruption does (glibc's M_CHECK_ACTION; bits above
+/// the two of the module docs are ignored).
+pub fn set_check_action(value: i32) {
+    CHECK_ACTION.store(
+        value as u8 & (ACTION_PRINT | ACTION_ABORT),
+        Ordering::Relaxed,
+    );
+}
 
 /// What went wrong, in Tessera's words. The message names the problem; the
 /// pointer is printed after it.
@@ -28,6 +53,9 @@ pub enum Misuse {
     ReallocFreed,
     /// Freed memory was written after the free (debug fill pattern broken).
     UseAfterFree,
+    /// A block was written past its end: the header of the chunk after it
+    /// is corrupted.
+    Overflow,
 }
 
 impl Misuse {
@@ -45,6 +73,7 @@ impl Misuse {
             Misuse::CorruptRecord => "corrupted segment record or mapping header",
             Misuse::ReallocFreed => "realloc of a freed pointer",
             Misuse::UseAfterFree => "write to freed memory (use after free)",
+            Misuse::Overflow => "write past the end of the block",
         }
     }
 }
@@ -60,27 +89,112 @@ pub fn fatal(what: Misuse, ptr: *const u8) -> ! {
 #[cold]
 #[inline(never)]
 pub fn fatal_msg(msg: &str, addr: usize) -> ! {
-    let mut buf = [0u8; 256];
+    fatal_two(msg, addr, "", 0)
+}
+
+/// `tessera: <what> at 0x<ptr> (<second> 0x<addr>)`: a misuse that
+/// involves two places, such as the block written past its end and the
+/// chunk whose header that corrupted.
+#[cold]
+#[inline(never)]
+pub fn fatal_with(what: Misuse, ptr: *const u8, second: &str, addr: usize) -> ! {
+    fatal_two(what.message(), ptr as usize, second, addr)
+}
+
+/// Writes the line of [`fatal_msg`], with `(second 0x<b>)` after it
+/// unless `second` is empty, and ends the program.
+#[cold]
+fn fatal_two(msg: &str, a: usize, second: &str, b: usize) -> ! {
+    let mut buf = [0u8; 320];
     let mut n = 0;
-    for part in [
-        b"tessera: ".as_slice(),
-        msg.as_bytes(),
-        b" at 0x".as_slice(),
-    ] {
-        for &b in part {
-            if n < buf.len() - 20 {
-                buf[n] = b;
-                n += 1;
+    let put = |buf: &mut [u8; 320], n: &mut usize, part: &[u8]| {
+        for &byte in part {
+            if *n < buf.len() - 40 {
+                buf[*n] = byte;
+                *n += 1;
             }
         }
+    };
+    put(&mut buf, &mut n, b"tessera: ");
+    put(&mut buf, &mut n, msg.as_bytes());
+    put(&mut buf, &mut n, b" at 0x");
+    n += write_hex(&mut buf[n..], a);
+    if !second.is_empty() {
+        put(&mut buf, &mut n, b" (");
+        put(&mut buf, &mut n, second.as_bytes());
+        put(&mut buf, &mut n, b" 0x");
+        n += write_hex(&mut buf[n..], b);
+        buf[n] = b')';
+        n += 1;
     }
-    n += write_hex(&mut buf[n..], addr);
     buf[n] = b'\n';
     n += 1;
-    // SAFETY: writes `n` initialised bytes of `buf` to fd 2; abort never returns.
+    stop(&buf[..n])
+}
+
+/// Prints `line` (a whole line, newline included; unless M_CHECK_ACTION
+/// says not to) and ends the program as M_CHECK_ACTION says: every report
+/// of detected corruption ends here.
+#[cold]
+pub fn stop(line: &[u8]) -> ! {
+    let action = CHECK_ACTION.load(Ordering::Relaxed);
+    // SAFETY: write(2) of a live buffer to fd 2; `pthread_setcancelstate`
+    // with a valid out pointer; abort and _exit never return.
     unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
-        libc::abort()
+        // The write is a cancellation point: acted upon here, cancellation
+        // would unwind through frames that cannot unwind.
+        let _off = CancelOff::new();
+        if action & ACTION_PRINT != 0 {
+            libc::write(2, line.as_ptr().cast(), line.len());
+        }
+        if action & ACTION_ABORT != 0 {
+            libc::abort()
+        }
+        libc::_exit(127)
+    }
+}
+
+extern "C" {
+    /// POSIX; not in the `libc` crate.
+    fn pthread_setcancelstate(
+        state: core::ffi::c_int,
+        old: *mut core::ffi::c_int,
+    ) -> core::ffi::c_int;
+}
+
+/// `PTHREAD_CANCEL_DISABLE` (glibc's value).
+const PTHREAD_CANCEL_DISABLE: core::ffi::c_int = 1;
+
+/// Thread cancellation turned off for as long as this lives (restored as
+/// it was when dropped): for code that reaches a cancellation point (a
+/// `write`, stdio) inside frames that must not unwind, as glibc does around
+/// its `malloc_stats`. A cancellation requested meanwhile is acted upon at
+/// the thread's next cancellation point after that.
+pub struct CancelOff {
+    old: core::ffi::c_int,
+}
+
+impl CancelOff {
+    /// Turns cancellation off.
+    pub fn new() -> CancelOff {
+        let mut old = 0;
+        // SAFETY: a valid state and a valid pointer for the old one.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        CancelOff { old }
+    }
+}
+
+impl Default for CancelOff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for CancelOff {
+    fn drop(&mut self) {
+        let mut ignored = 0;
+        // SAFETY: as in `new`; `old` is what the call there returned.
+        unsafe { pthread_setcancelstate(self.old, &mut ignored) };
     }
 }
 

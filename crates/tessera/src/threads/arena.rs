@@ -19,16 +19,27 @@
 //!   locks the arena next frees the stacked chunks. So `free` never waits.
 //!
 //! # Fork
-//! `fork_prepare` takes the config lock and every arena lock; `fork_parent`
-//! releases them; `fork_child` resets them. glibc takes *its* stdio list
-//! lock only after running atfork handlers (glibc bug 19431): a thread that
-//! holds a FILE lock and calls malloc while we hold the arenas would deadlock
-//! the forker if malloc waited. It never does: while `FORKING` is set, a
-//! thread that cannot lock its arena takes another, creates one, or maps a
-//! chunk owned by no arena ([`crate::heap::mapping`]'s orphans); frees go to the
-//! remote stacks. Arenas created during the fork window may be half-updated
-//! in the child, which abandons them (never allocates from them; frees into
-//! them are dropped).
+//! `fork_prepare` takes the config lock, then every arena lock;
+//! `fork_parent` releases them; `fork_child` resets them. With one thread
+//! in the process they take nothing (see [`crate::sys::fork`]): a signal
+//! handler may fork while the code it interrupted holds an arena lock.
+//!
+//! The forking thread holds these locks while glibc's `fork` goes on to
+//! take stdio's list lock, which a thread in `fflush(NULL)` may hold while
+//! it waits for a stream's lock, which a thread inside `getline` may hold
+//! while it calls malloc (glibc bug 19431 is this cycle). So no thread ever
+//! waits for a lock the forker holds while `FORKING` is set: one that
+//! cannot lock its arena takes another, creates one (reading the config
+//! without a lock, and locking the new arena before publishing it, so the
+//! forker cannot take it first), or maps a chunk owned by no arena
+//! ([`crate::heap::mapping`]'s orphans); frees go to the remote stacks;
+//! the config lock is taken only by writers of the config (`mallopt`),
+//! never by a malloc. Arenas created during the fork window may be
+//! half-updated in the child, which abandons them (never allocates from
+//! them; frees into them are dropped). The C library goes further and
+//! takes stdio's list lock itself before any of these (glibc's own order),
+//! running these handlers from its own
+//! ([`leave_fork_handlers_to_embedder`]).
 //!
 //! # Invariants
 //! - slots `0..COUNT` are claimed; a claimed slot is null only while being
@@ -36,17 +47,18 @@
 //! - `attached` counts threads bound to the arena (exited threads detach).
 
 use crate::heap::chunk::{align_up, request2size, Chunk, MAX_REQUEST};
-use crate::heap::classify::Classified;
+use crate::heap::classify::{next_head_fine, report_overflow, Classified};
 use crate::heap::mapping::{orphan_alloc, orphan_free as unmap_orphan};
 use crate::heap::mspace::Heap;
 use crate::heap::quick::QuickLists;
-use crate::heap::segment::SEGMENT_HEADER;
+use crate::heap::segment::{Segment, SEGMENT_HEADER};
 use crate::heap::state::{Config, SharedFootprint, State};
+use crate::sys::fork::ForkGate;
 use crate::sys::lock::RawLock;
 use crate::sys::os::Mmap;
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// Hard cap on arenas (the default limit is 2 x cores, below this).
 pub const MAX_ARENAS: usize = 128;
@@ -97,34 +109,113 @@ pub(crate) fn set_debug(level: u8, period: u32) {
 /// Footprint of all arenas together, with the process-wide limit.
 pub(crate) static SHARED: SharedFootprint = SharedFootprint::new();
 
-/// Tunables every new arena starts with; `set_config` updates them.
-struct ConfigCell(UnsafeCell<Config>);
-// SAFETY: only accessed with CONFIG_LOCK held.
-unsafe impl Sync for ConfigCell {}
-static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(Config {
-    dynamic_threshold: true,
-    ..Config::DEFAULT
-}));
+/// Tunables every new arena starts with, readable without a lock: a new
+/// arena may be made by a thread that holds a stdio lock while another
+/// thread forks, and nothing it waits for may be held by the forker (see
+/// the module docs on fork). A sequence lock over plain words: writers
+/// (`update_config`, rare) take `CONFIG_LOCK` and make `seq` odd while
+/// they store; readers retry until they saw an even, unchanged `seq`.
+/// `fork_prepare` takes `CONFIG_LOCK`, so no store is half done in a child.
+struct SharedConfig {
+    seq: AtomicUsize,
+    words: [AtomicUsize; CONFIG_WORDS],
+}
+
+const CONFIG_WORDS: usize = 8;
+
+/// `Config` as words (every field named, so a new field must be added).
+fn config_words(c: &Config) -> [usize; CONFIG_WORDS] {
+    let Config {
+        mmap_threshold,
+        trim_threshold,
+        top_pad,
+        granularity,
+        mmap_max,
+        dynamic_threshold,
+        perturb,
+        max_fast,
+    } = *c;
+    [
+        mmap_threshold,
+        trim_threshold,
+        top_pad,
+        granularity,
+        mmap_max,
+        usize::from(dynamic_threshold),
+        perturb.map_or(0, |b| 0x100 | usize::from(b)),
+        max_fast,
+    ]
+}
+
+/// The inverse of [`config_words`].
+fn config_from_words(w: &[usize; CONFIG_WORDS]) -> Config {
+    Config {
+        mmap_threshold: w[0],
+        trim_threshold: w[1],
+        top_pad: w[2],
+        granularity: w[3],
+        mmap_max: w[4],
+        dynamic_threshold: w[5] != 0,
+        perturb: if w[6] & 0x100 != 0 {
+            Some(w[6] as u8)
+        } else {
+            None
+        },
+        max_fast: w[7],
+    }
+}
+
+static CONFIG: SharedConfig = {
+    let c = Config {
+        dynamic_threshold: true,
+        ..Config::DEFAULT
+    };
+    SharedConfig {
+        seq: AtomicUsize::new(0),
+        words: [
+            AtomicUsize::new(c.mmap_threshold),
+            AtomicUsize::new(c.trim_threshold),
+            AtomicUsize::new(c.top_pad),
+            AtomicUsize::new(c.granularity),
+            AtomicUsize::new(c.mmap_max),
+            AtomicUsize::new(1),
+            AtomicUsize::new(0),
+            AtomicUsize::new(c.max_fast),
+        ],
+    }
+};
+/// Held by writers of `CONFIG` (and by a forking thread), never by readers.
 static CONFIG_LOCK: RawLock = RawLock::new();
 
-/// The tunables new arenas get.
+/// The tunables new arenas get. Never waits for a lock.
 pub(crate) fn config() -> Config {
-    CONFIG_LOCK.lock();
-    // SAFETY: lock held.
-    let c = unsafe { *CONFIG.0.get() };
-    // SAFETY: taken above.
-    unsafe { CONFIG_LOCK.unlock() };
-    c
+    loop {
+        let before = CONFIG.seq.load(Ordering::Acquire);
+        if before & 1 == 0 {
+            let mut w = [0; CONFIG_WORDS];
+            for (out, word) in w.iter_mut().zip(&CONFIG.words) {
+                *out = word.load(Ordering::Relaxed);
+            }
+            fence(Ordering::Acquire);
+            if CONFIG.seq.load(Ordering::Relaxed) == before {
+                return config_from_words(&w);
+            }
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Changes the tunables of every arena, present and future.
 pub(crate) fn update_config(f: impl FnOnce(&mut Config)) {
     CONFIG_LOCK.lock();
-    // SAFETY: lock held.
-    let c = unsafe {
-        f(&mut *CONFIG.0.get());
-        *CONFIG.0.get()
-    };
+    let mut c = config();
+    f(&mut c);
+    CONFIG.seq.fetch_add(1, Ordering::Relaxed);
+    fence(Ordering::Release);
+    for (word, value) in CONFIG.words.iter().zip(config_words(&c)) {
+        word.store(value, Ordering::Relaxed);
+    }
+    CONFIG.seq.fetch_add(1, Ordering::Release);
     // SAFETY: taken above.
     unsafe { CONFIG_LOCK.unlock() };
     for_each(&mut |_, a| {
@@ -134,7 +225,10 @@ pub(crate) fn update_config(f: impl FnOnce(&mut Config)) {
     });
 }
 
-/// The arena limit in effect.
+/// The arena limit in effect: M_ARENA_MAX if set, else 2 x cores or
+/// M_ARENA_TEST, whichever is more (glibc consults the number of cores
+/// only once more than M_ARENA_TEST arenas exist; its M_ARENA_TEST
+/// defaults to 8, Tessera's to none, so that the cores decide).
 pub(crate) fn limit() -> usize {
     let l = LIMIT.load(Ordering::Relaxed);
     if l != 0 {
@@ -151,12 +245,23 @@ pub(crate) fn limit() -> usize {
     // (time geomean 0.90 against 0.92); with 1 x cores 1.03 x and 2.3 x,
     // but the 4-thread shapes ran up to 60% slower (threads waiting for
     // shared arenas).
-    (2 * cores.max(1) as usize).min(MAX_ARENAS)
+    (2 * cores.max(1) as usize)
+        .max(ARENA_TEST.load(Ordering::Relaxed))
+        .min(MAX_ARENAS)
 }
 
 /// Sets M_ARENA_MAX (0 = default). Existing arenas stay.
 pub(crate) fn set_limit(n: usize) {
     LIMIT.store(n, Ordering::Relaxed);
+}
+
+/// M_ARENA_TEST: arenas made before the number of cores limits them
+/// (glibc's default on 64-bit is 8; here 0, unset: see `limit`).
+static ARENA_TEST: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets M_ARENA_TEST (at least 1).
+pub(crate) fn set_arena_test(n: usize) {
+    ARENA_TEST.store(n.max(1), Ordering::Relaxed);
 }
 
 /// Number of arena slots claimed.
@@ -174,14 +279,29 @@ pub(crate) fn get(i: usize) -> *mut Arena {
 /// returns it unlocked, or null.
 #[cold]
 pub(crate) fn create() -> *mut Arena {
+    let a = create_locked();
+    if !a.is_null() {
+        // SAFETY: locked by `create_locked`.
+        unsafe { unlock(a) };
+    }
+    a
+}
+
+/// [`create`], returning the new arena locked: it is locked before it is
+/// published, so a thread that forks meanwhile cannot take its lock first
+/// and leave the creator waiting (see the module docs on fork). Never waits
+/// for a lock.
+#[cold]
+pub(crate) fn create_locked() -> *mut Arena {
+    let config = config();
     // A new arena commits its first granules at once: refuse when that
     // would break the process-wide footprint limit. (Arenas check the limit
     // each under their own lock, so concurrent growth can overshoot it by
     // at most one growth step per arena.)
     let fp_limit = SHARED.limit.load(Ordering::Relaxed);
     let first = align_up(
-        config().top_pad + (SEGMENT_HEADER + 4096),
-        config().granularity.max(4096),
+        config.top_pad + (SEGMENT_HEADER + 4096),
+        config.granularity.max(4096),
     );
     if fp_limit != 0 && SHARED.total.load(Ordering::Relaxed) + first > fp_limit {
         return ptr::null_mut();
@@ -196,7 +316,7 @@ pub(crate) fn create() -> *mut Arena {
             Err(now) => n = now,
         }
     }
-    let Some(mut heap) = Heap::with_config(Mmap, config()) else {
+    let Some(mut heap) = Heap::with_config(Mmap, config) else {
         return ptr::null_mut();
     };
     let level = DEBUG_LEVEL.load(Ordering::Relaxed);
@@ -205,13 +325,15 @@ pub(crate) fn create() -> *mut Arena {
     }
     let a = heap.as_raw();
     core::mem::forget(heap);
-    // SAFETY: a fresh arena nobody else sees yet.
+    // SAFETY: a fresh arena nobody else sees yet; its lock is free.
     unsafe {
         (*a).shared = &SHARED;
         (*a).quick = quick_lists_for_slot(n);
         let fp = (*a).footprint;
         let total = SHARED.total.fetch_add(fp, Ordering::Relaxed) + fp;
         SHARED.peak.fetch_max(total, Ordering::Relaxed);
+        let locked = (*a).lock.try_lock();
+        debug_assert!(locked);
     }
     SLOTS[n].store(a, Ordering::Release);
     a
@@ -308,20 +430,6 @@ pub(crate) unsafe fn push_remote(a: &Arena, mem: *mut u8) {
             Ok(_) => return,
             Err(now) => head = now,
         }
-    }
-}
-
-/// Locks `a` and drains its remote stack.
-///
-/// # Safety
-/// `a` must be an arena.
-#[inline]
-pub(crate) unsafe fn lock(a: *mut Arena) {
-    // SAFETY: arenas are never freed.
-    unsafe {
-        (*a).lock.lock();
-        note_use(&*a);
-        drain_remote(&mut *a);
     }
 }
 
@@ -472,13 +580,12 @@ fn retry_elsewhere(tried: *mut Arena, f: &dyn Fn(&mut Arena) -> *mut u8) -> *mut
             }
         }
     }
-    let b = create();
+    let b = create_locked();
     if b.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: a fresh arena; unlocked right after.
+    // SAFETY: a fresh arena, locked by `create_locked`; unlocked right after.
     unsafe {
-        lock(b);
         let p = f(&mut *b);
         unlock(b);
         p
@@ -521,11 +628,9 @@ fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
             return b;
         }
     }
-    // A new one, while under the limit.
-    let b = create();
+    // A new one, while under the limit (locked before anyone else sees it).
+    let b = create_locked();
     if !b.is_null() {
-        // SAFETY: a fresh arena.
-        unsafe { lock(b) };
         rebind(a, b);
         *bound = b;
         return b;
@@ -606,6 +711,38 @@ pub(crate) unsafe fn free_to_owner(c: Classified, mem: *mut u8) {
     }
 }
 
+/// The head after the in-use chunk `mem` (of `size` bytes, which the
+/// caller is freeing) failed a quick test (`Head::looks_real` or the fast
+/// path's `mark_agrees`): looks at it in full, and if it still looks
+/// wrong, once more with its arena locked (a head is only rewritten under
+/// that lock, so then it is settled), and reports the overflow. Skipped
+/// for an abandoned arena, and while a fork holds every arena (nothing may
+/// wait for the forker then).
+///
+/// # Safety
+/// `mem` must be a validated in-use segment chunk of `size` bytes, given
+/// up by the caller.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn check_next_of(mem: *mut u8, size: usize) {
+    // SAFETY: forwarded to the caller; arenas are never freed, and the
+    // segment of a validated chunk is live.
+    unsafe {
+        if next_head_fine(mem, size) {
+            return;
+        }
+        let owner: *mut Arena = (*Segment::of(mem)).owner.cast();
+        if owner.is_null() || (*owner).abandoned || !try_lock_or_wait(owner) {
+            return;
+        }
+        let fine = next_head_fine(mem, size);
+        unlock(owner);
+        if !fine {
+            report_overflow(mem, size);
+        }
+    }
+}
+
 /// Calls `f(index, arena)` with each live arena locked in turn. (Looking
 /// is not using: the locks taken here do not count as uses of the arenas,
 /// so statistics and snapshots do not keep an idle arena from giving its
@@ -627,9 +764,10 @@ pub(crate) fn for_each(f: &mut dyn FnMut(usize, *mut Arena)) {
     }
 }
 
-/// Nesting depth of fork_prepare (the handlers may be registered twice, by
-/// the core and by an embedder; only the outermost call acts).
-static FORK_DEPTH: AtomicUsize = AtomicUsize::new(0);
+/// Whether the `prepare` now running took the locks (see
+/// [`crate::sys::fork`]: skipped while the process has one thread, and
+/// taken once when the handlers run nested).
+static FORK_GATE: ForkGate = ForkGate::new();
 static ATFORK: AtomicBool = AtomicBool::new(false);
 
 /// Registers the fork handlers once (outside every allocator lock and
@@ -663,9 +801,20 @@ fn register_atfork() {
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
-/// Before `fork`: takes the config lock and every arena lock.
+/// An embedder that runs [`fork_prepare`], [`fork_parent`] and
+/// [`fork_child`] from fork handlers of its own (the C library, which must
+/// order them after stdio's lock) keeps the allocator from registering
+/// its own. Returns false if they were registered already.
+pub(crate) fn leave_fork_handlers_to_embedder() -> bool {
+    ATFORK
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+}
+
+/// Before `fork`: takes the config lock (only writers of the config wait
+/// for it), then every arena lock, unless the process has one thread.
 pub(crate) fn fork_prepare() {
-    if FORK_DEPTH.fetch_add(1, Ordering::AcqRel) > 0 {
+    if !FORK_GATE.enter() {
         return;
     }
     CONFIG_LOCK.lock();
@@ -689,7 +838,7 @@ pub(crate) fn fork_prepare() {
 
 /// After `fork`, in the parent: releases what `fork_prepare` took.
 pub(crate) fn fork_parent() {
-    if FORK_DEPTH.fetch_sub(1, Ordering::AcqRel) != 1 {
+    if !FORK_GATE.leave() {
         return;
     }
     let n = PREPARED.load(Ordering::Acquire);
@@ -707,10 +856,12 @@ pub(crate) fn fork_parent() {
 
 /// After `fork`, in the child (one thread, the forker): resets the locks,
 /// abandons arenas born during the fork, and clears the attachments of
-/// threads that do not exist here.
+/// threads that do not exist here. Nothing when `fork_prepare` took no
+/// locks (a process with one thread: whatever lock the interrupted code of
+/// a forking signal handler holds, it releases itself).
 pub(crate) fn fork_child() {
     let mine = current();
-    if FORK_DEPTH.fetch_sub(1, Ordering::AcqRel) != 1 {
+    if !FORK_GATE.leave() {
         return;
     }
     let n = PREPARED.load(Ordering::Acquire);

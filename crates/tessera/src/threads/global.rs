@@ -17,7 +17,7 @@
 
 use super::arena::{self, Arena};
 use super::{decay, tcache};
-use crate::heap::chunk::{align_up, Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
+use crate::heap::chunk::{align_up, request2size, Chunk, MALLOC_ALIGNMENT, MAX_REQUEST};
 use crate::heap::classify::classify;
 use crate::heap::lists::MAX_CACHED_REQUEST;
 use crate::heap::mapping::MmapHeader;
@@ -281,6 +281,18 @@ pub enum Tunable {
     /// never, 1 once a second thread uses the allocator (default), 2 from
     /// the start.
     Background,
+    /// M_PERTURB: 0 = off (the default); otherwise blocks handed out are
+    /// filled with `!(value as u8)` and freed blocks with `value as u8`
+    /// (see `Config::perturb`). While on, the thread caches stand aside so
+    /// that every block is filled.
+    Perturb,
+    /// M_MXFAST: chunks of requests up to this many bytes are parked on
+    /// the arenas' quick lists (0: none; at most 1032, every small class,
+    /// which is the default).
+    MaxFast,
+    /// M_ARENA_TEST: without M_ARENA_MAX, this many arenas may exist
+    /// before the number of cores limits them (default 8; at least 1).
+    ArenaTest,
 }
 
 /// Sets a tunable for every arena, present and future. Returns false when
@@ -288,8 +300,13 @@ pub enum Tunable {
 pub fn set_tunable(t: Tunable, value: usize) -> bool {
     match t {
         Tunable::MmapThreshold if value > MAX_SEGMENT_CHUNK => return false,
+        Tunable::MaxFast if value > MAX_CACHED_REQUEST => return false,
         Tunable::ArenaMax => {
             arena::set_limit(value);
+            return true;
+        }
+        Tunable::ArenaTest => {
+            arena::set_arena_test(value);
             return true;
         }
         Tunable::MediumCache => return tcache::set_medium_budget(value),
@@ -310,6 +327,18 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
             decay::set_background(b);
             return true;
         }
+        Tunable::Perturb => {
+            let byte = (value != 0).then_some(value as u8);
+            arena::update_config(|c| c.perturb = byte);
+            tcache::set_perturbing(byte.is_some());
+            tcache::reconsider_current();
+            return true;
+        }
+        Tunable::MaxFast => {
+            let chunk = if value == 0 { 0 } else { request2size(value) };
+            arena::update_config(|c| c.max_fast = chunk);
+            return true;
+        }
         _ => {}
     }
     arena::update_config(|c| {
@@ -318,7 +347,7 @@ pub fn set_tunable(t: Tunable, value: usize) -> bool {
             Tunable::TrimThreshold => c.trim_threshold = value,
             Tunable::TopPad => c.top_pad = value,
             Tunable::MmapMax => c.mmap_max = value,
-            Tunable::ArenaMax | Tunable::MediumCache | Tunable::DecayMs | Tunable::Background => {}
+            _ => {}
         }
         // As in glibc, choosing a threshold by hand ends the dynamic rule.
         c.dynamic_threshold = false;
@@ -354,10 +383,21 @@ pub fn set_footprint_limit(bytes: usize) -> usize {
 }
 
 /// Fork support: call before `fork`. The allocator registers these three
-/// with `pthread_atfork` itself on first use; registering them again is
-/// harmless (nested calls do nothing).
+/// with `pthread_atfork` itself on first use (unless
+/// [`leave_fork_handlers_to_embedder`] was called); registering them again
+/// is harmless (nested calls do nothing). With one thread in the process
+/// they do nothing at all, so a signal handler may fork.
 pub fn fork_prepare() {
     arena::fork_prepare();
+}
+
+/// For an embedder that calls [`fork_prepare`], [`fork_parent`] and
+/// [`fork_child`] from fork handlers of its own, in an order it must
+/// choose (libtessera.so takes stdio's list lock first): the allocator
+/// will not register its own. Call it before the first allocation;
+/// returns false if they were registered already.
+pub fn leave_fork_handlers_to_embedder() -> bool {
+    arena::leave_fork_handlers_to_embedder()
 }
 
 /// Fork support: call in the parent after `fork`.

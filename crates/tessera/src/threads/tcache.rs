@@ -25,9 +25,9 @@
 //!   follows it, never into an allocation at an address of the attacker's
 //!   choosing. The link becomes the list head when its entry is popped, and
 //!   the next pop's test for an entry ([`EMPTY`] is misaligned) catches it.
-//! - **key**: `secret ^ KEY_SALT` in the second payload word marks a cached
-//!   entry; `free` of a chunk carrying it scans the class list and aborts on
-//!   a double free.
+//! - **key**: the process secret (`key_word`) in the second payload word
+//!   marks a cached entry; `free` of a chunk carrying it scans the class
+//!   list and aborts on a double free.
 //!
 //! # Invariants
 //! - entries in class c + `room[c]` == `MAX_COUNT[c]` for a live cache,
@@ -43,7 +43,9 @@
 //! - status: FRESH (never used; no room, so the first free takes the slow
 //!   path, which registers the exit hook) → LIVE → DEAD (after the
 //!   thread-exit flush; no room again and heads empty, so everything goes
-//!   straight to the arenas).
+//!   straight to the arenas). LIVE ⇄ BYPASS while M_PERTURB is on: empty
+//!   and without room like DEAD, so that every block goes through an
+//!   arena, which perturbs it; the fast paths do not test for it.
 
 use super::arena::{self, Arena};
 use super::decay;
@@ -59,7 +61,7 @@ use crate::heap::lists::{
 use crate::heap::segment::Segment;
 use crate::sys::errno;
 use crate::sys::registry;
-use crate::sys::report::{fatal, Misuse};
+use crate::sys::report::{fatal, fatal_with, Misuse};
 use crate::sys::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -185,9 +187,31 @@ static LIVE_CACHES: AtomicUsize = AtomicUsize::new(0);
 const FRESH: u8 = 0;
 const LIVE: u8 = 1;
 const DEAD: u8 = 2;
+/// Holds nothing and takes nothing while M_PERTURB is on (see
+/// [`ThreadCache::reconsider`]); live again when it is off.
+const BYPASS: u8 = 3;
+
+/// M_PERTURB is on: caches stand aside, so that every block goes through
+/// an arena, which perturbs it (see `heap::state::Config::perturb`).
+static PERTURBING: AtomicBool = AtomicBool::new(false);
+
+/// Turns the caches' standing aside for M_PERTURB on or off. Each thread's
+/// cache notices at its next trip to an arena (a refill, a full class);
+/// the calling thread should [`reconsider_current`].
+pub(crate) fn set_perturbing(on: bool) {
+    PERTURBING.store(on, Ordering::Relaxed);
+}
+
+fn perturbing() -> bool {
+    PERTURBING.load(Ordering::Relaxed)
+}
+
 /// One thread's cache. See the module docs.
 pub(crate) struct ThreadCache {
     heads: [*mut u8; NCLASSES],
+    /// The entry popped last from each class: whose link a head that
+    /// demangled to garbage came from, named when that is reported.
+    last: [*mut u8; NCLASSES],
     /// Room left in each class: `MAX_COUNT[c] - entries` while live, 0
     /// while fresh or dead (so pushes take the slow path). Counting down
     /// lets the fast path compare with zero instead of loading a limit.
@@ -202,6 +226,7 @@ pub(crate) struct ThreadCache {
 impl ThreadCache {
     const NEW: ThreadCache = ThreadCache {
         heads: [EMPTY; NCLASSES],
+        last: [ptr::null_mut(); NCLASSES],
         room: [0; NCLASSES],
         status: FRESH,
         medium_bytes: 0,
@@ -252,7 +277,7 @@ impl ThreadCache {
         let c = c & (NCLASSES - 1);
         let mem = self.heads[c];
         if !is_entry(mem) {
-            return empty_or_corrupt(mem);
+            return empty_or_corrupt(mem, self.last[c]);
         }
         // SAFETY: entries are cached chunks whose first two payload words
         // belong to the cache.
@@ -260,6 +285,9 @@ impl ThreadCache {
             let next = demangle(mem.cast::<usize>().read(), mem);
             self.heads[c] = next;
             self.room[c] += 1;
+            if CHECKS {
+                self.last[c] = mem;
+            }
             mem.cast::<usize>().add(1).write(0);
         }
         mem
@@ -318,16 +346,35 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn push_slow(&mut self, c: usize, mem: *mut u8) -> bool {
+        if self.status != LIVE || perturbing() {
+            self.reconsider();
+            return self.status == LIVE && self.push(c, mem);
+        }
+        self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
+        self.push(c, mem)
+    }
+
+    /// Moves between the states at a trip to the arena: a fresh cache
+    /// activates; a live one empties itself and stands aside while
+    /// M_PERTURB is on (BYPASS: no room, no entries, so both fast paths
+    /// fall through to the arenas); a bypassing one comes back when it is
+    /// off.
+    #[cold]
+    fn reconsider(&mut self) {
         match self.status {
-            FRESH => {
+            FRESH => self.activate(),
+            LIVE if perturbing() => {
+                self.flush_all();
+                LIVE_CACHES.fetch_sub(1, Ordering::Relaxed);
+                self.status = BYPASS;
+                self.room = [0; NCLASSES];
+                self.medium_bytes = 0;
+            }
+            BYPASS if !perturbing() => {
+                self.status = FRESH;
                 self.activate();
-                self.push(c, mem)
             }
-            LIVE => {
-                self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
-                self.push(c, mem)
-            }
-            _ => false,
+            _ => {}
         }
     }
 
@@ -372,18 +419,23 @@ impl ThreadCache {
             return;
         }
         register_exit_hook();
-        LIVE_CACHES.fetch_add(1, Ordering::Relaxed);
+        if perturbing() {
+            self.status = BYPASS;
+            return;
+        }
         for (room, &max) in self.room.iter_mut().zip(&MAX_COUNT) {
             *room = max as usize;
         }
+        LIVE_CACHES.fetch_add(1, Ordering::Relaxed);
         self.status = LIVE;
     }
 
-    /// Is the cache usable (not dead)? Activates a fresh one.
+    /// Is the cache usable (live)? Activates a fresh one, and moves in or
+    /// out of BYPASS (see [`Self::reconsider`]).
     #[inline]
     pub(crate) fn usable(&mut self) -> bool {
-        if self.status == FRESH {
-            self.activate();
+        if self.status != LIVE || perturbing() {
+            self.reconsider();
         }
         self.status == LIVE
     }
@@ -680,12 +732,24 @@ pub(crate) fn check_realloc(mem: *mut u8) {
 }
 
 /// `pop` found no entry at the head: null if the list is empty, else the
-/// head is a link that demangled to garbage, which is reported.
+/// head is a link that demangled to garbage, which is reported, naming
+/// the entry popped before (`last`), whose link it was: a block handed out
+/// since, into which the program wrote after freeing it, or which a write
+/// past the end of the block before it reached.
 #[cold]
 #[inline(never)]
-fn empty_or_corrupt(head: *mut u8) -> *mut u8 {
+fn empty_or_corrupt(head: *mut u8, last: *mut u8) -> *mut u8 {
     if head != EMPTY {
-        fatal(Misuse::CorruptLinks, head);
+        if last.is_null() {
+            // (Without the checks, which keep `last`.)
+            fatal(Misuse::CorruptLinks, head);
+        }
+        fatal_with(
+            Misuse::CorruptLinks,
+            last,
+            "its link, read as",
+            head as usize,
+        );
     }
     ptr::null_mut()
 }
@@ -820,6 +884,12 @@ pub(crate) unsafe fn mark_entries_of(owner: *mut Arena, on: bool) {
     });
 }
 
+/// Lets the calling thread's cache notice a change of M_PERTURB now (see
+/// [`ThreadCache::reconsider`]).
+pub(crate) fn reconsider_current() {
+    with(|tc| tc.reconsider());
+}
+
 /// Flushes the calling thread's cache (malloc_trim, tests).
 pub(crate) fn flush_current() {
     with(|tc| {
@@ -871,11 +941,19 @@ pub(crate) fn medium_request(c: usize) -> usize {
 
 /// The class a request of `size` bytes uses, if cacheable:
 /// `class_of(request2size(size))`, computed directly (requests of 0..=24
-/// bytes get class 0, then one class per 16 bytes).
+/// bytes get class 0, then one class per 16 bytes). Written as
+/// `(size + 7) / 16 - 1`, plus one back for the requests of 0..=8 bytes
+/// that it would put in class -1: a compare and an add-with-carry, where
+/// `(size - 9) / 16` saturating at 0 needs a zero in a register.
 #[inline(always)]
 pub(crate) fn cached_class(size: usize) -> Option<usize> {
     if size <= MAX_CACHED_REQUEST {
-        Some(size.saturating_sub(9) >> 4)
+        let c = ((size + 7) >> 4) + usize::from(size < 9) - 1;
+        // SAFETY: size <= 1032 gives (1032 + 7) / 16 - 1 = 63 at most
+        // (`classes_cover_glibc_tcache_range` checks every size); said
+        // here so that the compiler need not mask the class as an index.
+        unsafe { core::hint::assert_unchecked(c < NSMALL) };
+        Some(c)
     } else {
         None
     }
@@ -981,6 +1059,16 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
             })
         {
             let c = class_of(tagged);
+            // The head after this chunk: a write past the end of the block
+            // that reached it shows here (see `Head::mark_agrees`), while
+            // its victim may sit unchecked in a cache or a quick list.
+            // SAFETY: the successor of a validated in-use chunk (of
+            // `tagged - CINUSE` bytes) lies in its segment.
+            let next = unsafe { Chunk::head(Chunk::plus_offset(p, tagged - Head::CINUSE)) };
+            if CHECKS && !next.mark_agrees() {
+                // SAFETY: as above.
+                return unsafe { free_next_suspect(c, ptr) };
+            }
             // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
             if unsafe { (*cache()).try_push(c, ptr, secret) } {
                 return;
@@ -993,9 +1081,26 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
     unsafe { free_slow(ptr) }
 }
 
+/// The fast path found the head after the chunk `ptr` of class `c` odd:
+/// a fencepost (the chunk ends its segment), or the program wrote past the
+/// end of the block, which [`arena::check_next_of`] reports.
+///
+/// # Safety
+/// As for [`free_cacheable`].
+#[cold]
+#[inline(never)]
+unsafe fn free_next_suspect(c: usize, ptr: *mut u8) {
+    // SAFETY: a validated in-use chunk (caller); its head gives its size.
+    unsafe {
+        arena::check_next_of(ptr, Chunk::size(Chunk::from_mem(ptr)));
+        free_cacheable(c, ptr);
+    }
+}
+
 /// A validated chunk of cache class `c` that the fast path could not cache
 /// (its class is full, the cache is not live yet, or it carries the cache
-/// key): the cache's slow path, then the arena.
+/// key): the cache's slow path, then the arena. The head after it gets a
+/// wider look ([`check_next`]) than the fast path's.
 ///
 /// # Safety
 /// `ptr` is a validated in-use chunk of class `c`, freed by the caller.
@@ -1003,10 +1108,35 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
 #[inline(never)]
 unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
     let _errno = errno::Saved::now();
+    // SAFETY: as the caller promises.
+    unsafe { check_next(ptr, Chunk::size(Chunk::from_mem(ptr)), true) };
     // SAFETY: this thread's cache; `ptr` as the caller promises.
     if !unsafe { (*cache()).push(c, ptr) } {
         // SAFETY: forwarded.
         unsafe { free_slow(ptr) }
+    }
+}
+
+/// A quick look at the head after the chunk `mem` of `size` bytes that
+/// the program is freeing (`Head::looks_real` where `wide`, wider than the
+/// fast path's test; else the fast path's, for the medium blocks, whose
+/// frees are frequent); anything odd goes to [`arena::check_next_of`].
+///
+/// # Safety
+/// `mem` must be a validated in-use segment chunk of `size` bytes.
+#[inline(always)]
+unsafe fn check_next(mem: *mut u8, size: usize, wide: bool) {
+    // SAFETY: the successor of a validated in-use chunk lies in its
+    // segment (caller).
+    let next = unsafe { Chunk::head(Chunk::plus_offset(Chunk::from_mem(mem), size)) };
+    let odd = if wide {
+        !next.looks_real()
+    } else {
+        !next.mark_agrees()
+    };
+    if CHECKS && odd {
+        // SAFETY: forwarded.
+        unsafe { arena::check_next_of(mem, size) };
     }
 }
 
@@ -1032,6 +1162,8 @@ unsafe fn free_slow(ptr: *mut u8) {
     if !c.direct {
         // SAFETY: validated as an in-use segment chunk.
         let size = unsafe { Chunk::size(c.chunk) };
+        // SAFETY: as above.
+        unsafe { check_next(ptr, size, false) };
         if let Some(m) = medium_class_of_chunk(size) {
             if with(|tc| tc.push_medium(m, ptr)) {
                 return;
