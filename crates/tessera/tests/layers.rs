@@ -27,7 +27,6 @@ const TESSERA: &[(&str, &[&str])] = &[
             "sys::registry",
             "sys::errno",
             "sys::fork",
-            "sys::tls",
             "sys",
         ],
     ),

@@ -7,6 +7,10 @@ use tessera::heap::chunk::{purgeable_bytes, Chunk};
 use tessera::inspect::{role_in_chunk, ChunkKind, Role};
 use tessera::{Heap, Snapshot};
 
+/// The tests of this binary run one at a time: each reads the process RSS,
+/// which the other's heap would move.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
     let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -41,6 +45,7 @@ fn chunk_bytes(p: *mut u8) -> usize {
 
 #[test]
 fn purged_pages_leave_the_rss_and_come_back_on_reuse() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Heap::new();
     let (freed, live) = holes(&mut h);
     h.check().unwrap();
@@ -113,6 +118,7 @@ fn purged_pages_leave_the_rss_and_come_back_on_reuse() {
 
 #[test]
 fn the_checker_catches_a_purge_count_that_lies() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Heap::new();
     let (freed, _live) = holes(&mut h);
     h.purge();

@@ -11,7 +11,6 @@
 //!   tells fork handlers whether to lock (skipped with one thread, so that
 //!   a signal handler may fork).
 //! - [`errno`]: errno kept intact across the slow paths.
-//! - [`tls`]: one thread-local pointer read in one instruction.
 //!
 //! Nothing here knows about chunks; no module here uses a higher layer.
 
@@ -21,5 +20,3 @@ pub mod lock;
 pub mod os;
 pub mod registry;
 pub mod report;
-#[cfg(feature = "std")]
-pub mod tls;

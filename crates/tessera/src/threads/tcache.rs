@@ -62,7 +62,6 @@ use crate::heap::segment::Segment;
 use crate::sys::errno;
 use crate::sys::registry;
 use crate::sys::report::{fatal, fatal_with, Misuse};
-use crate::sys::tls;
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -171,7 +170,7 @@ fn register_fork_child() {
     }
     extern "C" fn child() {
         // SAFETY: the child's only thread reads its own cache's status.
-        let live = unsafe { (*cache()).status } == LIVE;
+        let live = unsafe { (*real()).status } == LIVE;
         LIVE_CACHES.store(usize::from(live), Ordering::Relaxed);
     }
     // SAFETY: registers a plain function that lives as long as the process.
@@ -238,22 +237,138 @@ std::thread_local! {
     static CACHE: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::NEW) };
 }
 
-/// This thread's cache: its address from the one-instruction thread-local
-/// slot (`sys::tls`), stored there on the thread's first access.
+/// A cache with nothing in it and no room, which every thread's cache slot
+/// names until the thread's first slow path (see [`slot`]): `pop` finds
+/// every class empty and `try_push` finds no room, so both leave it
+/// untouched and take their slow paths, which install the thread's own
+/// cache (`real`). Never written: it lives in read-only memory, so a write
+/// would fault.
+struct Unused(ThreadCache);
+// SAFETY: never written, so sharing it between threads is sound.
+unsafe impl Sync for Unused {}
+static UNUSED: Unused = Unused(ThreadCache::NEW);
+
+/// The thread's cache slot: a thread-local pointer read in one instruction
+/// even from inside `libtessera.so`.
+///
+/// Rust's `thread_local!` in a shared library uses the general-dynamic TLS
+/// model: every access calls `__tls_get_addr` (about a dozen instructions
+/// and a call), which was 5% of a `malloc`/`free`-heavy benchmark's
+/// instructions under `LD_PRELOAD` (two calls per pair). Stable Rust has
+/// no attribute for another model, so the slot is declared in assembly, in
+/// the thread-local data, and read with the initial-exec model: the slot's
+/// offset from the thread pointer is loaded from the GOT (the linker turns
+/// that into a constant in an executable), and the slot read through
+/// `%fs`. The linker marks the library `STATIC_TLS`, which a preloaded
+/// library (or any library linked at start-up) gets anyway; a library
+/// `dlopen`ed later takes 8 bytes of glibc's static TLS surplus. The
+/// slot's initial value, in every thread, is [`UNUSED`]'s address, so the
+/// fast paths need no null test. Other targets use a `thread_local!` cell
+/// (and pay the null test).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod slot {
+    use super::{ThreadCache, UNUSED};
+
+    // The slot: a global symbol so that code inlined into other codegen
+    // units (and crates) links to it, hidden so that it is never exported
+    // or interposed. Its initial value is a relocated address, which the
+    // dynamic linker fixes in the TLS image before any thread copies it.
+    core::arch::global_asm!(
+        ".pushsection .tdata,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl __tessera_tcache_slot_v1",
+        ".hidden __tessera_tcache_slot_v1",
+        ".type __tessera_tcache_slot_v1,@object",
+        ".size __tessera_tcache_slot_v1,8",
+        "__tessera_tcache_slot_v1:",
+        ".quad {unused}",
+        ".popsection",
+        unused = sym UNUSED,
+    );
+
+    /// The calling thread's slot.
+    #[inline(always)]
+    pub(super) fn load() -> *mut ThreadCache {
+        let p: *mut ThreadCache;
+        // SAFETY: reads the calling thread's copy of the slot: the GOT
+        // entry holds the slot's offset from the thread pointer.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr [rip + __tessera_tcache_slot_v1@GOTTPOFF]",
+                "mov {p}, qword ptr fs:[{p}]",
+                p = out(reg) p,
+                options(nostack, readonly, preserves_flags)
+            );
+        }
+        p
+    }
+
+    /// Sets the calling thread's slot.
+    #[inline(always)]
+    pub(super) fn store(p: *mut ThreadCache) {
+        // SAFETY: writes the calling thread's copy of the slot (see `load`).
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + __tessera_tcache_slot_v1@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {p}",
+                t = out(reg) _,
+                p = in(reg) p,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod slot {
+    use super::{ThreadCache, UNUSED};
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static SLOT: Cell<*mut ThreadCache> = const { Cell::new(core::ptr::null_mut()) };
+    }
+
+    /// The calling thread's slot.
+    #[inline(always)]
+    pub(super) fn load() -> *mut ThreadCache {
+        let p = SLOT.with(Cell::get);
+        if p.is_null() {
+            (&UNUSED.0 as *const ThreadCache).cast_mut()
+        } else {
+            p
+        }
+    }
+
+    /// Sets the calling thread's slot.
+    #[inline(always)]
+    pub(super) fn store(p: *mut ThreadCache) {
+        SLOT.with(|s| s.set(p))
+    }
+}
+
+/// The cache the fast paths use: this thread's, or [`UNUSED`] before the
+/// thread's first slow path. Only `pop` and `try_push` may be called on
+/// it (they leave `UNUSED` alone); everything else goes through [`real`].
 #[inline(always)]
 pub(crate) fn cache() -> *mut ThreadCache {
-    let p = tls::load().cast::<ThreadCache>();
-    if !p.is_null() {
+    slot::load()
+}
+
+/// This thread's own cache, installed in its slot on first use.
+#[inline(always)]
+fn real() -> *mut ThreadCache {
+    let p = slot::load();
+    if p != (&UNUSED.0 as *const ThreadCache).cast_mut() {
         return p;
     }
-    cache_first_use()
+    install()
 }
 
 #[cold]
 #[inline(never)]
-fn cache_first_use() -> *mut ThreadCache {
+fn install() -> *mut ThreadCache {
     let p = CACHE.with(|c| c.get());
-    tls::store(p.cast());
+    slot::store(p);
     p
 }
 
@@ -262,7 +377,7 @@ fn cache_first_use() -> *mut ThreadCache {
 pub(crate) fn with<R>(f: impl FnOnce(&mut ThreadCache) -> R) -> R {
     // SAFETY: the cache is thread-local and never borrowed twice: no
     // function called with it re-enters `with` (arena calls do not allocate).
-    f(unsafe { &mut *cache() })
+    f(unsafe { &mut *real() })
 }
 
 impl ThreadCache {
@@ -274,23 +389,37 @@ impl ThreadCache {
     /// later). That check is the emptiness test itself, so it is free.
     #[inline(always)]
     pub(crate) fn pop(&mut self, c: usize) -> *mut u8 {
+        // SAFETY: a live `&mut self` is a valid cache to pop from.
+        unsafe { Self::pop_raw(self, c) }
+    }
+
+    /// [`pop`](Self::pop) through a raw pointer, for the fast path, whose
+    /// cache may be [`UNUSED`]: an empty class is seen before anything is
+    /// written, so that one is only read.
+    ///
+    /// # Safety
+    /// `this` is this thread's cache or [`UNUSED`].
+    #[inline(always)]
+    pub(crate) unsafe fn pop_raw(this: *mut Self, c: usize) -> *mut u8 {
         let c = c & (NCLASSES - 1);
-        let mem = self.heads[c];
-        if !is_entry(mem) {
-            return empty_or_corrupt(mem, self.last[c]);
-        }
-        // SAFETY: entries are cached chunks whose first two payload words
-        // belong to the cache.
+        // SAFETY: `this` is readable (caller); writes happen only past the
+        // entry test, which `UNUSED`'s empty lists never pass.
         unsafe {
+            let mem = (*this).heads[c];
+            if !is_entry(mem) {
+                return empty_or_corrupt(mem, (*this).last[c]);
+            }
+            // Entries are cached chunks whose first two payload words
+            // belong to the cache.
             let next = demangle(mem.cast::<usize>().read(), mem);
-            self.heads[c] = next;
-            self.room[c] += 1;
+            (*this).heads[c] = next;
+            (*this).room[c] += 1;
             if CHECKS {
-                self.last[c] = mem;
+                (*this).last[c] = mem;
             }
             mem.cast::<usize>().add(1).write(0);
+            mem
         }
-        mem
     }
 
     /// The free fast path: caches `mem` (a validated in-use chunk of class
@@ -298,16 +427,23 @@ impl ThreadCache {
     /// the cache key; else returns false and leaves everything to
     /// [`push`](Self::push). Calls nothing, so the inlined fast path needs no
     /// saved registers. `secret` is `registry::key_initialized()`.
+    ///
+    /// # Safety
+    /// `this` is this thread's cache or [`UNUSED`].
     #[inline(always)]
-    pub(crate) fn try_push(&mut self, c: usize, mem: *mut u8, secret: usize) -> bool {
+    pub(crate) unsafe fn try_push(this: *mut Self, c: usize, mem: *mut u8, secret: usize) -> bool {
         let c = c & (NCLASSES - 1);
-        // SAFETY: the program gave `mem` up; its payload is readable.
-        if self.room[c] == 0
-            || (CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == key_word(secret))
-        {
-            return false;
+        // SAFETY: `this` is readable (caller); with room, it is this
+        // thread's own cache (`UNUSED` has none), borrowed nowhere else.
+        // The program gave `mem` up; its payload is readable.
+        unsafe {
+            if (*this).room[c] == 0
+                || (CHECKS && mem.cast::<usize>().add(1).read() == key_word(secret))
+            {
+                return false;
+            }
+            (*this).link(c, mem, secret);
         }
-        self.link(c, mem, secret);
         true
     }
 
@@ -970,8 +1106,8 @@ pub(crate) fn cached_class(size: usize) -> Option<usize> {
 #[inline]
 pub(crate) fn malloc(size: usize) -> *mut u8 {
     if let Some(c) = cached_class(size) {
-        // SAFETY: this thread's cache, not borrowed elsewhere.
-        let p = unsafe { (*cache()).pop(c) };
+        // SAFETY: this thread's cache (not borrowed elsewhere) or `UNUSED`.
+        let p = unsafe { ThreadCache::pop_raw(cache(), c) };
         if !p.is_null() {
             return p;
         }
@@ -1069,8 +1205,9 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
                 // SAFETY: as above.
                 return unsafe { free_next_suspect(c, ptr) };
             }
-            // SAFETY: this thread's cache; `ptr` is a validated in-use chunk.
-            if unsafe { (*cache()).try_push(c, ptr, secret) } {
+            // SAFETY: this thread's cache or `UNUSED`; `ptr` is a validated
+            // in-use chunk.
+            if unsafe { ThreadCache::try_push(cache(), c, ptr, secret) } {
                 return;
             }
             // SAFETY: as above.
@@ -1111,7 +1248,7 @@ unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
     // SAFETY: as the caller promises.
     unsafe { check_next(ptr, Chunk::size(Chunk::from_mem(ptr)), true) };
     // SAFETY: this thread's cache; `ptr` as the caller promises.
-    if !unsafe { (*cache()).push(c, ptr) } {
+    if !unsafe { (*real()).push(c, ptr) } {
         // SAFETY: forwarded.
         unsafe { free_slow(ptr) }
     }
