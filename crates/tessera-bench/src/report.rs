@@ -272,29 +272,40 @@ pub fn table(r: &Results, s: &Summary, reps: usize) -> String {
     if let Some(x) = s.tessera_vs_mimalloc {
         let _ = writeln!(out, "Tessera vs mimalloc, time geomean: {x:.2}");
     }
-    if !s.targets.is_empty() {
-        let _ = writeln!(out, "Targets (issue 4):");
-        for t in &s.targets {
-            let _ = writeln!(
-                out,
-                "  [{}] {}: {:.2} (limit {:.2})",
-                if t.pass() { "pass" } else { "FAIL" },
-                t.name,
-                t.value,
-                t.limit
-            );
-            if !t.offenders.is_empty() {
-                let _ = writeln!(out, "         {}", t.offenders.join(", "));
-            }
-        }
-    }
-    if !r.problems.is_empty() {
-        let _ = writeln!(out, "\nProblems:");
-        for p in &r.problems {
-            let _ = writeln!(out, "  {p}");
-        }
-    }
+    write_targets(&mut out, "Targets (issue 4):", &s.targets);
+    write_problems(&mut out, &r.problems);
     out
+}
+
+/// Appends the target lines under `heading`, each case that breaks a
+/// per-case target on a line of its own (nothing if there are none).
+pub fn write_targets(out: &mut String, heading: &str, targets: &[Target]) {
+    if targets.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{heading}");
+    for t in targets {
+        let verdict = if t.pass() { "pass" } else { "FAIL" };
+        let _ = writeln!(
+            out,
+            "  [{verdict}] {}: {:.2} (limit {:.2})",
+            t.name, t.value, t.limit
+        );
+        if !t.offenders.is_empty() {
+            let _ = writeln!(out, "         {}", t.offenders.join(", "));
+        }
+    }
+}
+
+/// Appends the run's problems (failed or disagreeing runs), if any.
+pub fn write_problems(out: &mut String, problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nProblems:");
+    for p in problems {
+        let _ = writeln!(out, "  {p}");
+    }
 }
 
 /// Facts about the run for the JSON file.

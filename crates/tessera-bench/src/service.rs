@@ -587,25 +587,12 @@ pub fn table(o: &Outcomes, plan: &Plan, targets: &[Target]) -> String {
             f(c.live(), 1.0 / 1048576.0, 1),
         );
     }
-    if !targets.is_empty() {
-        let _ = writeln!(out, "\nTargets (issue 18; measurements, not tests):");
-        for t in targets {
-            let _ = writeln!(
-                out,
-                "  [{}] {}: {:.2} (limit {:.2})",
-                if t.pass() { "pass" } else { "FAIL" },
-                t.name,
-                t.value,
-                t.limit
-            );
-        }
-    }
-    if !o.problems.is_empty() {
-        let _ = writeln!(out, "\nProblems:");
-        for p in &o.problems {
-            let _ = writeln!(out, "  {p}");
-        }
-    }
+    crate::report::write_targets(
+        &mut out,
+        "\nTargets (issue 18; measurements, not tests):",
+        targets,
+    );
+    crate::report::write_problems(&mut out, &o.problems);
     out
 }
 

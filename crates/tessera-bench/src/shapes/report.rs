@@ -386,28 +386,8 @@ pub fn table(o: &Outcomes, s: &Summary, reps: usize, targets: &[Target]) -> Stri
     for c in comparisons(o, s) {
         let _ = writeln!(out, "{}", c.line());
     }
-    if !targets.is_empty() {
-        let _ = writeln!(out, "Targets (measurements, not tests):");
-        for t in targets {
-            let _ = writeln!(
-                out,
-                "  [{}] {}: {:.2} (limit {:.2})",
-                if t.pass() { "pass" } else { "FAIL" },
-                t.name,
-                t.value,
-                t.limit
-            );
-            if !t.offenders.is_empty() {
-                let _ = writeln!(out, "         {}", t.offenders.join(", "));
-            }
-        }
-    }
-    if !o.problems.is_empty() {
-        let _ = writeln!(out, "\nProblems:");
-        for p in &o.problems {
-            let _ = writeln!(out, "  {p}");
-        }
-    }
+    crate::report::write_targets(&mut out, "Targets (measurements, not tests):", targets);
+    crate::report::write_problems(&mut out, &o.problems);
     out
 }
 

@@ -170,16 +170,7 @@ impl<S: PageSource> State<S> {
             if self.debugging() {
                 self.debug_verify(p, size, true);
             }
-            let rsize = size - nb;
-            if rsize < MIN_CHUNK_SIZE {
-                Chunk::set_inuse_and_pinuse(p, size);
-            } else {
-                Chunk::set_size_and_pinuse_of_inuse(p, nb);
-                let r = Chunk::plus_offset(p, nb);
-                Chunk::set_free_with_pinuse_only(r, rsize);
-                self.replace_dv(r, rsize);
-            }
-            Chunk::to_mem(p)
+            self.split_into_dv(p, size, nb)
         }
     }
 
@@ -196,16 +187,30 @@ impl<S: PageSource> State<S> {
             let size = Chunk::size(vc);
             self.verify_free(vc, size);
             self.unlink_chunk(vc, size);
+            self.split_into_dv(vc, size, nb)
+        }
+    }
+
+    /// Hands out the first `nb` bytes of the unlinked free chunk `p` of
+    /// `size` bytes; a remainder big enough to be a chunk becomes the dv,
+    /// a smaller one stays with the block (dlmalloc's small-request split).
+    ///
+    /// # Safety
+    /// `p` must be a free chunk of this heap, already out of every bin,
+    /// with `size >= nb`.
+    unsafe fn split_into_dv(&mut self, p: *mut Chunk, size: usize, nb: usize) -> *mut u8 {
+        // SAFETY: the caller owns `p`; the remainder lies inside it.
+        unsafe {
             let rsize = size - nb;
             if rsize < MIN_CHUNK_SIZE {
-                Chunk::set_inuse_and_pinuse(vc, size);
+                Chunk::set_inuse_and_pinuse(p, size);
             } else {
-                Chunk::set_size_and_pinuse_of_inuse(vc, nb);
-                let r = Chunk::plus_offset(vc, nb);
+                Chunk::set_size_and_pinuse_of_inuse(p, nb);
+                let r = Chunk::plus_offset(p, nb);
                 Chunk::set_free_with_pinuse_only(r, rsize);
                 self.replace_dv(r, rsize);
             }
-            Chunk::to_mem(vc)
+            Chunk::to_mem(p)
         }
     }
 
