@@ -168,6 +168,7 @@ fn overflow_into_a_cached_neighbour_is_caught_at_free() {
         let cases = [
             ("cached-A", true, "write past the end of the block at "),
             ("cached-NUL", true, "write past the end of the block at "),
+            ("cached-b", true, "write past the end of the block at "),
             ("parked-A", true, "write past the end of the block at "),
             // Sixteen bytes of text make the neighbour's head look like a
             // free chunk's to the fast path's test; caught when the

@@ -236,18 +236,24 @@ fn commit(scenario: &str) {
                 global::malloc(48);
                 global::malloc(48);
             }
-            "overflow_into_cached_neighbour" => {
+            "overflow_into_cached_neighbour" | "overflow_into_cached_neighbour_pinuse" => {
                 // In a fresh thread, three blocks from one refill of its
                 // cache; one of them is followed in memory by a chunk that
                 // is still cached. One byte past its end goes into that
-                // chunk's head; freeing the block must say so.
-                std::thread::spawn(|| {
+                // chunk's head ('A' clears its CINUSE bit, 'b' its PINUSE
+                // bit); freeing the block must say so.
+                let byte = if scenario.ends_with("pinuse") {
+                    b'b'
+                } else {
+                    b'A'
+                };
+                std::thread::spawn(move || {
                     let b: Vec<*mut u8> = (0..3).map(|_| global::malloc(24)).collect();
                     let x = *b
                         .iter()
                         .find(|&&x| !b.contains(&x.wrapping_add(32)))
                         .expect("a block whose successor is cached");
-                    x.add(24).write(b'A');
+                    x.add(24).write(byte);
                     global::free(x);
                 })
                 .join()
@@ -347,4 +353,5 @@ misuse! {
     heap_check_debug_period => "PINUSE";
     tcache_link_overwrite => "corrupted free-list links";
     overflow_into_cached_neighbour => "write past the end of the block";
+    overflow_into_cached_neighbour_pinuse => "write past the end of the block";
 }

@@ -9,8 +9,9 @@
  * inside that free for the overflows (it prints "overflow: free returned"
  * after it), and prints "overflow: survived" if nothing was noticed.
  *
- * Cases: cached-A, cached-NUL, cached-16 (one byte 'A', one NUL byte, 16
- * bytes into a cached neighbour); parked-A (one byte into a parked
+ * Cases: cached-A, cached-NUL, cached-b, cached-16 (one byte 'A', one NUL
+ * byte, one 'b', 16 bytes into a cached neighbour: 'A' and NUL clear the
+ * head's CINUSE bit, 'b' its PINUSE bit); parked-A (one byte into a parked
  * neighbour); link (a write after free into a cached block's link). Each
  * runs in a fresh thread, whose first small allocations come from one
  * refill of its own cache. Before the misuse, the program checks in a
@@ -78,6 +79,8 @@ static void *run(void *arg) {
             x[u] = 'A';
         else if (strcmp(which, "cached-NUL") == 0)
             x[u] = 0;
+        else if (strcmp(which, "cached-b") == 0)
+            x[u] = 'b';
         else
             memset(x, 'A', u + 16);
         free(x);

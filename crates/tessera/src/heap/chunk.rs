@@ -224,16 +224,21 @@ impl Head {
         self.0 & !Self::PINUSE == Self::FENCEPOST & !Self::PINUSE
     }
 
-    /// Do the tag's mark (bit 63) and CINUSE agree, as they do in every
-    /// chunk head but a fencepost's (in-use heads carry a tag, free ones
-    /// none)? The check the free fast path makes of the head after the
-    /// block it frees, in three instructions: rotated left by one, the two
-    /// bits sit at bits 0 and 2 of the low byte, whose parity one `test`
-    /// gives. A one-byte overflow that clears CINUSE there (a NUL, `A`,
-    /// half of all byte values) breaks it.
+    /// Is PINUSE set, and do the tag's mark (bit 63) and CINUSE agree, as
+    /// in the head of every chunk after an in-use one but a fencepost (in-use
+    /// heads carry a tag, free ones none)? The check the free fast path
+    /// makes of the head after the block it frees, in four instructions:
+    /// rotated left by one, the three bits are the low three, and a shift
+    /// of a constant with bits 2 (`0b010`, free) and 7 (`0b111`, in use)
+    /// set picks the answer. A one-byte overflow that clears PINUSE or
+    /// CINUSE there (a NUL, `A`, `a`, any byte whose low two bits are not
+    /// both set: three byte values in four) breaks it; the rest change only
+    /// the size bits, which the neighbour's tag covers when it is next used.
     #[inline(always)]
     pub const fn mark_agrees(self) -> bool {
-        ((self.0.rotate_left(1) & 5) as u8).count_ones() % 2 == 0
+        // Rotated left by one: the mark at bit 0, PINUSE at 1, CINUSE at 2.
+        // Fine: 0b010 (free, no mark) and 0b111 (in use, marked).
+        (0x84u8 >> (self.0.rotate_left(1) & 7)) & 1 != 0
     }
 
     /// [`Self::mark_agrees`], and a head without the mark carries no other
@@ -742,6 +747,32 @@ impl TreeChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `mark_agrees` against its definition, for every low byte a write
+    /// past a block could leave in the next head, with and without the
+    /// mark, above both kinds of tag bits.
+    #[test]
+    fn mark_agrees_is_pinuse_and_mark_equals_cinuse() {
+        let mut caught = 0;
+        for byte in 0..=255usize {
+            for high in [
+                0,
+                Head::TAG_MARK,
+                Head::TAG_MARK | 0x1234 << Head::TAG_SHIFT,
+            ] {
+                let h = Head(high | 0x300 | byte);
+                let marked = h.0 & Head::TAG_MARK != 0;
+                let want = h.pinuse() && marked == h.cinuse();
+                assert_eq!(h.mark_agrees(), want, "{h:?}");
+            }
+            // A one-byte overflow into a marked in-use head (`0x...33`).
+            if !Head(Head::TAG_MARK | 0x300 | byte).mark_agrees() {
+                caught += 1;
+            }
+        }
+        // Every byte whose low two bits are not both set: three in four.
+        assert_eq!(caught, 192);
+    }
 
     /// The naive definition: the smallest multiple of 16 that holds the
     /// request plus an 8-byte head, and at least 32.

@@ -95,9 +95,10 @@ pub(crate) unsafe fn diagnose(seg: *mut Segment, p: *mut Chunk, for_realloc: boo
 }
 
 /// Does the head of the chunk after the in-use chunk at `mem` of `size`
-/// bytes, which the program is freeing, look real? A tagged in-use head
-/// (the next block, or one cached or parked), a free one (PINUSE set, since
-/// `mem` is in use, and no tag) or a fencepost. Anything else was written
+/// bytes, which the program is freeing, look real? PINUSE set (`mem` is in
+/// use: the heap checker holds every head to this), and a tagged in-use
+/// head (the next block, or one cached or parked), a free one (no tag) or
+/// a fencepost. Anything else was written
 /// by the program past the end of `mem`'s block (issue 16), unless another
 /// thread is rewriting that head under its arena's lock right now (the
 /// caller looks again under the lock before reporting). The head lies
@@ -114,11 +115,12 @@ pub(crate) unsafe fn next_head_fine(mem: *mut u8, size: usize) -> bool {
     // SAFETY: the successor of a validated in-use chunk lies in its segment
     // (caller).
     let h = unsafe { Chunk::head(next) };
-    if h.cinuse() {
-        h.is_fencepost() || tag_ok(next, h)
-    } else {
-        h.pinuse() && h.tag() == 0
-    }
+    h.pinuse()
+        && if h.cinuse() {
+            h.is_fencepost() || tag_ok(next, h)
+        } else {
+            h.tag() == 0
+        }
 }
 
 /// Reports a write past the end of the block at `mem` (`size` bytes of
