@@ -259,6 +259,27 @@ fn commit(scenario: &str) {
                 .join()
                 .unwrap();
             }
+            "double_free_foreign" | "realloc_foreign_cached" => {
+                // A block of the main thread's arena, freed by a worker
+                // with an arena of its own: it sits in the worker's foreign
+                // class (see `threads::tcache`), which the double-free scan
+                // and realloc's check must search too.
+                let a = global::malloc(64) as usize;
+                let twice = scenario == "double_free_foreign";
+                std::thread::spawn(move || {
+                    let own = global::malloc(64);
+                    let a = a as *mut u8;
+                    global::free(a);
+                    if twice {
+                        global::free(a);
+                    } else {
+                        global::realloc(a, 100);
+                    }
+                    global::free(own);
+                })
+                .join()
+                .unwrap();
+            }
             other => panic!("unknown scenario {other}"),
         }
     }
@@ -333,6 +354,8 @@ misuse! {
     double_free_flushed_small => "double free";
     double_free_medium_cached => "double free";
     double_free_parked => "double free";
+    double_free_foreign => "double free";
+    realloc_foreign_cached => "realloc of a freed pointer";
     realloc_parked => "realloc of a freed pointer";
     realloc_thread_cached => "realloc of a freed pointer";
     parked_link_overwrite => "corrupted free-list links";

@@ -138,7 +138,9 @@ impl<S: PageSource> State<S> {
         }
         // SAFETY: `base` is a fresh reservation of SEGMENT_SIZE bytes.
         unsafe {
-            if !self.source.commit(base, commit) || !registry::add_segment(base as usize) {
+            if !self.source.commit(base, commit)
+                || !registry::add_segment(base as usize, self.segment_tag)
+            {
                 self.source.unmap(base, SEGMENT_SIZE);
                 return false;
             }

@@ -109,7 +109,9 @@ impl<S: PageSource> Heap<S> {
         // SAFETY: `base` is a fresh reservation; the state, first chunk and
         // fencepost all lie in the committed prefix.
         unsafe {
-            if !source.commit(base, commit) || !registry::add_segment(base as usize) {
+            if !source.commit(base, commit)
+                || !registry::add_segment(base as usize, registry::PLAIN)
+            {
                 source.unmap(base, SEGMENT_SIZE);
                 return None;
             }
@@ -151,6 +153,7 @@ impl<S: PageSource> Heap<S> {
                 debug: DebugConfig::default(),
                 quick: ptr::null_mut(),
                 abandoned: false,
+                segment_tag: registry::PLAIN,
                 source,
             });
             Chunk::set_head(top, topsize | Head::PINUSE);
@@ -378,6 +381,23 @@ impl<S: PageSource> Heap<S> {
 }
 
 impl<S: PageSource> Heap<S> {
+    /// Gives this heap's segments, present and future, the registry tag
+    /// `tag` (1..=`registry::MAX_ARENA_TAG`): the process allocator numbers
+    /// its arenas this way, so that the free fast path can tell a chunk of
+    /// the thread's own arena from any other with the registry lookup it
+    /// makes anyway.
+    pub(crate) fn set_segment_tag(&mut self, tag: u8) {
+        assert!((1..=registry::MAX_ARENA_TAG).contains(&tag));
+        let st = self.state_mut();
+        st.segment_tag = tag;
+        let mut seg = st.segments;
+        while !seg.is_null() {
+            registry::retag_segment(seg as usize, tag);
+            // SAFETY: the heap's segment list links live records.
+            seg = unsafe { (*seg).next };
+        }
+    }
+
     /// Sets the debug level (2 = fill freed memory and verify it on reuse,
     /// and check the whole heap every `period` operations; 0 or 1 = off).
     /// Chunks freed before the switch are not verified.

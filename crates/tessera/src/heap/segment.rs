@@ -236,7 +236,7 @@ impl TestSegment {
         assert!(!base.is_null());
         // SAFETY: a fresh reservation.
         assert!(unsafe { Mmap.commit(base, align_up(bytes, 4096)) });
-        assert!(registry::add_segment(base as usize));
+        assert!(registry::add_segment(base as usize, registry::PLAIN));
         crate::sys::registry::key();
         TestSegment { base }
     }

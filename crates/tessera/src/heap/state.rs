@@ -181,6 +181,10 @@ pub struct State<S: PageSource> {
     /// In a forked child: this arena was created while the parent forked and
     /// may be half-updated; it is never used again and frees into it leak.
     pub(crate) abandoned: bool,
+    /// The byte the segment registry holds for each of this heap's segments
+    /// (`registry::PLAIN` for a standalone heap, an arena's slot number
+    /// plus one for an arena; see [`Heap::set_segment_tag`]).
+    pub(crate) segment_tag: u8,
     pub(crate) source: S,
 }
 

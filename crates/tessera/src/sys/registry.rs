@@ -8,8 +8,11 @@
 //!   user address space (2^21 bytes = 2 MiB of zero-initialised statics, of
 //!   which only the touched pages ever become resident: one page covers
 //!   256 GiB of address space). Byte nonzero ⟺ a live segment of some heap
-//!   starts at that slot. (A byte rather than a bit: the free fast path
-//!   tests it with one compare, three instructions fewer than a bit test.)
+//!   starts at that slot; the byte is the heap's *tag* (an arena's slot
+//!   number plus one, [`PLAIN`] for a standalone heap), so the free fast
+//!   path learns with the one compare it makes whether a chunk is of the
+//!   thread's own arena. [`UNMATCHED`] is never stored. (A byte rather
+//!   than a bit: one compare, three instructions fewer than a bit test.)
 //! - **direct chunks**: one bit per 4 KiB page, in a two-level table: 2^15
 //!   first-level slots of 4 GiB each, pointing to 128 KiB leaf bitmaps mapped
 //!   on first use and never freed (so a reader never sees a leaf vanish).
@@ -52,14 +55,36 @@ fn in_range(addr: usize) -> bool {
     addr >> ADDRESS_BITS == 0
 }
 
-/// Records a live segment starting at `base` (SEGMENT_SIZE-aligned).
+/// The segment tag of a heap that is not an arena of the process
+/// allocator (a standalone `Heap`, an mspace).
+pub const PLAIN: u8 = 0xFF;
+
+/// A tag no slot ever holds: compared with [`segment_tag`], it matches no
+/// address (a thread cache that has no arena yet holds it).
+pub const UNMATCHED: u8 = 0xFE;
+
+/// The largest tag an arena may have (its slot number plus one).
+pub const MAX_ARENA_TAG: u8 = 0xFD;
+
+/// Records a live segment starting at `base` (SEGMENT_SIZE-aligned), owned
+/// by a heap whose tag is `tag` (1..=[`MAX_ARENA_TAG`], or [`PLAIN`]).
 /// Returns false if the address lies outside the tracked range.
-pub fn add_segment(base: usize) -> bool {
+pub fn add_segment(base: usize, tag: u8) -> bool {
+    debug_assert!(tag != 0 && tag != UNMATCHED);
     if !in_range(base) {
         return false;
     }
-    SEGMENTS[base >> SEGMENT_SHIFT].store(1, Ordering::Release);
+    SEGMENTS[base >> SEGMENT_SHIFT].store(tag, Ordering::Release);
     true
+}
+
+/// Gives the live segment at `base` the tag `tag` (as in [`add_segment`]):
+/// a heap that becomes an arena after its first segment was recorded.
+pub fn retag_segment(base: usize, tag: u8) {
+    debug_assert!(tag != 0 && tag != UNMATCHED);
+    if in_range(base) && SEGMENTS[base >> SEGMENT_SHIFT].load(Ordering::Relaxed) != 0 {
+        SEGMENTS[base >> SEGMENT_SHIFT].store(tag, Ordering::Release);
+    }
 }
 
 /// Forgets the segment at `base`.
@@ -73,11 +98,35 @@ pub fn remove_segment(base: usize) {
 /// starts? One mask test and one byte compare; touches no heap memory.
 #[inline(always)]
 pub fn aligned_in_segment(mem: usize) -> bool {
+    segment_tag(mem) != 0
+}
+
+/// Is `mem` 16-aligned and below 2^47, where the registry can say
+/// whether it is ours ([`slot_tag`])? One mask test.
+#[inline(always)]
+pub fn trackable(mem: usize) -> bool {
     const BAD: usize = !((1usize << ADDRESS_BITS) - 1) | 15;
-    if mem & BAD != 0 {
-        return false;
+    mem & BAD == 0
+}
+
+/// The tag of the segment whose slot holds `mem` (0 if no live segment
+/// starts there), for a [`trackable`] `mem` (for any other, the tag of
+/// some slot: meaningless but harmless). One byte load; touches no heap
+/// memory. The free fast path compares it with its arena's tag.
+#[inline(always)]
+pub fn slot_tag(mem: usize) -> u8 {
+    SEGMENTS[(mem >> SEGMENT_SHIFT) & (SEGMENT_SLOTS - 1)].load(Ordering::Relaxed)
+}
+
+/// The tag of the segment `mem` lies in if `mem` is [`trackable`] and in
+/// a slot where a live segment starts; else 0.
+#[inline(always)]
+pub fn segment_tag(mem: usize) -> u8 {
+    if trackable(mem) {
+        slot_tag(mem)
+    } else {
+        0
     }
-    SEGMENTS[(mem >> SEGMENT_SHIFT) & (SEGMENT_SLOTS - 1)].load(Ordering::Relaxed) != 0
 }
 
 /// Does `addr` lie in a slot where a live segment starts? Touches no heap
@@ -255,12 +304,20 @@ mod tests {
     fn segment_bits_set_and_clear() {
         let base = 0x7000_0000_0000usize & !(SEGMENT_SIZE - 1);
         assert!(!in_segment(base + 123));
-        assert!(add_segment(base));
+        assert!(add_segment(base, 7));
         assert!(in_segment(base + SEGMENT_SIZE - 1));
         assert!(!in_segment(base + SEGMENT_SIZE));
+        assert_eq!(segment_tag(base + 64), 7);
+        assert_eq!(segment_tag(base + 72), 0, "misaligned");
+        assert_eq!(segment_tag(base + SEGMENT_SIZE + 64), 0);
+        retag_segment(base, PLAIN);
+        assert_eq!(segment_tag(base + SEGMENT_SIZE - 16), PLAIN);
         remove_segment(base);
         assert!(!in_segment(base));
-        assert!(!add_segment(1 << 50));
+        assert_eq!(segment_tag(base + 64), 0);
+        retag_segment(base, 3);
+        assert!(!in_segment(base), "retagging records nothing");
+        assert!(!add_segment(1 << 50, 1));
         assert!(!in_segment(usize::MAX));
     }
 

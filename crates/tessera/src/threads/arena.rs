@@ -56,12 +56,19 @@ use crate::heap::state::{Config, SharedFootprint, State};
 use crate::sys::fork::ForkGate;
 use crate::sys::lock::RawLock;
 use crate::sys::os::Mmap;
+use crate::sys::registry;
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// Hard cap on arenas (the default limit is 2 x cores, below this).
 pub const MAX_ARENAS: usize = 128;
+const _: () = assert!(MAX_ARENAS <= registry::MAX_ARENA_TAG as usize);
+
+/// The registry tag of the arena in slot `n` (see `Heap::set_segment_tag`).
+pub(crate) const fn tag_of_slot(n: usize) -> u8 {
+    (n + 1) as u8
+}
 
 /// An arena's heap state.
 pub(crate) type Arena = State<Mmap>;
@@ -319,6 +326,7 @@ pub(crate) fn create_locked() -> *mut Arena {
     let Some(mut heap) = Heap::with_config(Mmap, config) else {
         return ptr::null_mut();
     };
+    heap.set_segment_tag(tag_of_slot(n));
     let level = DEBUG_LEVEL.load(Ordering::Relaxed);
     if level >= 2 {
         heap.set_debug(level as u8, DEBUG_PERIOD.load(Ordering::Relaxed) as u32);

@@ -15,6 +15,19 @@
 //!   arena lock and walk dlmalloc's tree bins. Their entries are bounded in
 //!   number per class and in bytes per thread ([`MEDIUM_BUDGET`] by default,
 //!   `Tunable::MediumCache` / `TESSERA_TCACHE_MEDIUM`; 0 turns them off).
+//! - **foreign class `FOREIGN_BASE + c`**: chunks of small class c that
+//!   this thread freed and that belong to an arena other than the one its
+//!   cache refills from (its *home*, by registry tag). A few such frees
+//!   are a block handed over by another thread: those are not handed out
+//!   again here, which would put this thread's writes in cache lines that
+//!   the owner's thread is using (passive false sharing: the cache-scratch
+//!   shape; mimalloc's rule that a block returns to the heap it came
+//!   from). A stream of them is a thread that took over another's data (a
+//!   server's connection passed on, larson, a consumer): when a foreign
+//!   list fills ([`FOREIGN_COUNT`] entries) it is *adopted*, spliced whole
+//!   into class c, and its chunks are reused here as glibc, jemalloc and
+//!   tcmalloc reuse every freed block; a full class c goes back to the
+//!   owners as ever (runs parked on the owner's quick list).
 //! - **entry**: a cached chunk. The heap sees it as in use; the program has
 //!   freed it. Its first payload word holds the *mangled* link to the next
 //!   entry, its second word the cache key.
@@ -72,10 +85,28 @@ pub const MEDIUM_BASE: usize = NSMALL;
 const MEDIUM_STEPS_LOG: usize = 3;
 /// Number of medium classes: eight per doubling from 1 KiB to 64 KiB.
 pub const NMEDIUM: usize = 6 << MEDIUM_STEPS_LOG;
+/// The first foreign class: `FOREIGN_BASE + c` holds other arenas'
+/// chunks of small class c (see the glossary).
+pub const FOREIGN_BASE: usize = 128;
 /// Size of the class arrays (a power of two, so that masking an index
-/// proves it in bounds; the classes past the medium ones stay empty).
-pub const NCLASSES: usize = 128;
-const _: () = assert!(MEDIUM_BASE + NMEDIUM <= NCLASSES && NCLASSES.is_power_of_two());
+/// proves it in bounds; the classes past the medium ones and past the
+/// foreign ones stay empty).
+pub const NCLASSES: usize = 256;
+const _: () = assert!(MEDIUM_BASE + NMEDIUM <= FOREIGN_BASE);
+const _: () = assert!(FOREIGN_BASE + NSMALL <= NCLASSES && NCLASSES.is_power_of_two());
+
+/// The small class whose chunks list `l` holds: `l` itself for a small
+/// class, `l - FOREIGN_BASE` for a foreign one; None for the others.
+#[inline]
+fn small_class_of_list(l: usize) -> Option<usize> {
+    if l < NSMALL {
+        Some(l)
+    } else if (FOREIGN_BASE..FOREIGN_BASE + NSMALL).contains(&l) {
+        Some(l - FOREIGN_BASE)
+    } else {
+        None
+    }
+}
 /// The smallest and the largest medium chunk sizes.
 pub const MIN_MEDIUM_SIZE: usize = 1024 + (1024 >> MEDIUM_STEPS_LOG);
 pub const MAX_MEDIUM_SIZE: usize = 65536;
@@ -115,6 +146,8 @@ pub const fn medium_size(i: usize) -> usize {
 ///
 /// Medium classes: about 64 KiB worth, between 2 and 8 (and all of them
 /// together within [`MEDIUM_BUDGET`]).
+///
+/// Foreign classes: [`FOREIGN_COUNT`].
 pub const MAX_COUNT: [u16; NCLASSES] = {
     let mut m = [0u16; NCLASSES];
     let mut c = 0;
@@ -142,16 +175,28 @@ pub const MAX_COUNT: [u16; NCLASSES] = {
         m[MEDIUM_BASE + i] = n as u16;
         i += 1;
     }
+    let mut c = 0;
+    while c < NSMALL {
+        m[FOREIGN_BASE + c] = FOREIGN_COUNT;
+        c += 1;
+    }
     m
 };
 
-/// The most bytes one thread's cache can hold (entries may be one class
-/// larger than their list, hence the `+ 16`).
+/// Entries a foreign class holds before it is adopted (see the glossary):
+/// fewer frees of another arena's blocks of one class than this are a
+/// hand-over, and those blocks are not reused by this thread.
+pub const FOREIGN_COUNT: u16 = 8;
+
+/// The most bytes one thread's cache can hold in its small and foreign
+/// classes (entries may be one class larger than their list, hence the
+/// `+ 16`).
 pub const MAX_CACHED_BYTES: usize = {
     let mut total = 0;
     let mut c = 0;
     while c < NSMALL {
-        total += MAX_COUNT[c] as usize * (MIN_CHUNK_SIZE + 16 * c + 16);
+        let n = MAX_COUNT[c] as usize + MAX_COUNT[FOREIGN_BASE + c] as usize;
+        total += n * (MIN_CHUNK_SIZE + 16 * c + 16);
         c += 1;
     }
     total
@@ -206,21 +251,42 @@ fn perturbing() -> bool {
 }
 
 /// One thread's cache. See the module docs.
+///
+/// `repr(C)`, in this order, so that the three arrays the fast paths touch
+/// for one class (`heads`, `room`, `last`) do not lie a multiple of 4 KiB
+/// apart: a load that follows a store at such a distance is taken for
+/// dependent on it by the processor and waits (4K aliasing), which cost
+/// the pop a stall when `room` sat 4096 bytes after `heads`.
+#[repr(C)]
 pub(crate) struct ThreadCache {
     heads: [*mut u8; NCLASSES],
-    /// The entry popped last from each class: whose link a head that
-    /// demangled to garbage came from, named when that is reported.
-    last: [*mut u8; NCLASSES],
     /// Room left in each class: `MAX_COUNT[c] - entries` while live, 0
     /// while fresh or dead (so pushes take the slow path). Counting down
     /// lets the fast path compare with zero instead of loading a limit.
     room: [usize; NCLASSES],
     status: u8,
+    /// The registry tag of the arena the small classes were last refilled
+    /// from ([`registry::UNMATCHED`] before the first refill): a freed
+    /// chunk whose segment has another tag goes to a foreign class.
+    home: u8,
     /// Sum of the class sizes of the medium entries.
     medium_bytes: usize,
+    /// The entry popped last from each class: whose link a head that
+    /// demangled to garbage came from, named when that is reported. For a
+    /// foreign class (never popped): its oldest entry, the tail, whose link
+    /// adoption rewrites (meaningless while the list is empty).
+    last: [*mut u8; NCLASSES],
     /// Chunks the next refill of each class takes (see `refill`).
     batch: [u16; NCLASSES],
 }
+
+const _: () = {
+    use core::mem::offset_of;
+    let heads = offset_of!(ThreadCache, heads);
+    assert!((offset_of!(ThreadCache, room) - heads) % 4096 != 0);
+    assert!((offset_of!(ThreadCache, last) - heads) % 4096 != 0);
+    assert!((offset_of!(ThreadCache, last) - offset_of!(ThreadCache, room)) % 4096 != 0);
+};
 
 impl ThreadCache {
     const NEW: ThreadCache = ThreadCache {
@@ -228,6 +294,7 @@ impl ThreadCache {
         last: [ptr::null_mut(); NCLASSES],
         room: [0; NCLASSES],
         status: FRESH,
+        home: registry::UNMATCHED,
         medium_bytes: 0,
         batch: [FIRST_BATCH; NCLASSES],
     };
@@ -447,6 +514,34 @@ impl ThreadCache {
         true
     }
 
+    /// [`try_push`](Self::try_push) for foreign class `l`, which also
+    /// records the tail of the list when `mem` is its first entry.
+    ///
+    /// # Safety
+    /// As for `try_push`; `l` is a foreign class.
+    #[inline(always)]
+    pub(crate) unsafe fn try_push_foreign(
+        this: *mut Self,
+        l: usize,
+        mem: *mut u8,
+        secret: usize,
+    ) -> bool {
+        let l = l & (NCLASSES - 1);
+        // SAFETY: as in `try_push`.
+        unsafe {
+            if (*this).room[l] == 0
+                || (CHECKS && mem.cast::<usize>().add(1).read() == key_word(secret))
+            {
+                return false;
+            }
+            if (*this).heads[l] == EMPTY {
+                (*this).last[l] = mem;
+            }
+            (*this).link(l, mem, secret);
+        }
+        true
+    }
+
     /// Puts `mem` at the head of class `c` (which has room).
     #[inline(always)]
     fn link(&mut self, c: usize, mem: *mut u8, secret: usize) {
@@ -475,6 +570,9 @@ impl ThreadCache {
         if CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == key_word(secret) {
             self.check_double_free(c, mem);
         }
+        if c >= FOREIGN_BASE && self.heads[c] == EMPTY {
+            self.last[c] = mem;
+        }
         self.link(c, mem, secret);
         true
     }
@@ -486,8 +584,46 @@ impl ThreadCache {
             self.reconsider();
             return self.status == LIVE && self.push(c, mem);
         }
-        self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
+        if c >= FOREIGN_BASE {
+            self.adopt(c);
+        } else {
+            self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
+        }
         self.push(c, mem)
+    }
+
+    /// Foreign class `l` is full: splices its entries, whole, in front of
+    /// its small class's (making room there first as an overflow would), so
+    /// that this thread reuses them (see the glossary). Entries keep their
+    /// links: a link is mangled with the address it is stored at, not with
+    /// its list, so only the tail's link is rewritten, and adoption costs
+    /// the same for any count. (A link damaged meanwhile is caught when
+    /// the pop that reaches it tests for an entry, as in any class.)
+    #[cold]
+    fn adopt(&mut self, l: usize) {
+        let c = l - FOREIGN_BASE;
+        let n = (MAX_COUNT[l] as usize) - self.room[l];
+        if self.room[c] < n {
+            self.flush_class(c, (MAX_COUNT[c] / 2) as usize);
+            if self.room[c] < n {
+                // (Entries of class c that could not go home.)
+                self.flush_class(l, n);
+                return;
+            }
+        }
+        let tail = self.last[l];
+        let secret = registry::key_initialized();
+        // SAFETY: `tail`, the list's oldest entry, is a chunk of this
+        // thread's cache (the list is full, so not empty); its first
+        // payload word is its link.
+        unsafe {
+            tail.cast::<usize>()
+                .write(mangle(self.heads[c], tail, secret));
+        }
+        self.heads[c] = self.heads[l];
+        self.room[c] -= n;
+        self.heads[l] = EMPTY;
+        self.room[l] = MAX_COUNT[l] as usize;
     }
 
     /// Moves between the states at a trip to the arena: a fresh cache
@@ -526,10 +662,16 @@ impl ThreadCache {
         }
     }
 
-    /// Is `mem`, a chunk whose size is of class `c`, an entry of this
-    /// thread's cache? (Entries of class c - 1 may have class c's size.)
-    fn holds(&self, c: usize, mem: *mut u8) -> bool {
-        (c.saturating_sub(1)..=c).any(|cls| self.entries(cls).any(|e| e == mem))
+    /// Is `mem`, a chunk whose size is of the class list `l` holds, an
+    /// entry of this thread's cache? (Entries of class c - 1 may have class
+    /// c's size; a small chunk may sit in its class or in the foreign one.)
+    fn holds(&self, l: usize, mem: *mut u8) -> bool {
+        let in_lists =
+            |c: usize| (c.saturating_sub(1)..=c).any(|l| self.entries(l).any(|e| e == mem));
+        match small_class_of_list(l) {
+            Some(c) => in_lists(c) || in_lists(FOREIGN_BASE + c),
+            None => in_lists(l),
+        }
     }
 
     /// The entries of class `c`, head first, for the walks that do not pop
@@ -579,7 +721,7 @@ impl ThreadCache {
     /// Pops an entry of any class, keeping the medium byte count.
     pub(crate) fn take(&mut self, c: usize) -> *mut u8 {
         let mem = self.pop(c);
-        if !mem.is_null() && c >= MEDIUM_BASE {
+        if !mem.is_null() && (MEDIUM_BASE..MEDIUM_BASE + NMEDIUM).contains(&c) {
             self.medium_bytes -= medium_size(c - MEDIUM_BASE);
         }
         mem
@@ -606,11 +748,11 @@ impl ThreadCache {
         let mut batch = Batch::new(arena::current());
         let mut done = 0;
         while done < n {
-            let k = if c < NSMALL {
+            let k = if let Some(small) = small_class_of_list(c) {
                 // (A lock the batch holds would make the run's owner look
                 // busy: let it go first.)
                 batch.finish();
-                self.park_run(c, n - done)
+                self.park_run(c, small, n - done)
             } else {
                 0
             };
@@ -628,7 +770,8 @@ impl ThreadCache {
         batch.finish();
     }
 
-    /// Moves up to `n` entries from the head of small class `c` to the
+    /// Moves up to `n` entries from the head of list `l` (small class `c`,
+    /// or its foreign class) to the
     /// quick list for the class of the arena that owns the first of them,
     /// in one piece (see `heap::quick`): the entries are already linked,
     /// mangled and keyed as the quick list wants them, so each costs a
@@ -643,8 +786,8 @@ impl ThreadCache {
     /// damage, and frees to a busy arena through its remote stack. Every
     /// link is checked (`plausible_near`) before it is followed. Returns how
     /// many were parked.
-    fn park_run(&mut self, c: usize, n: usize) -> usize {
-        let first = self.heads[c];
+    fn park_run(&mut self, l: usize, c: usize, n: usize) -> usize {
+        let first = self.heads[l];
         if !is_entry(first) || !plausible(first) {
             return 0;
         }
@@ -676,8 +819,8 @@ impl ThreadCache {
                 k += 1;
             }
             if k > 0 {
-                self.heads[c] = mem;
-                self.room[c] += k;
+                self.heads[l] = mem;
+                self.room[l] += k;
                 (*home).park_run(c, first, last, k);
             }
             arena::unlock(home);
@@ -725,6 +868,7 @@ impl ThreadCache {
         // that touches a size once (start-up: bash, Python) then gets a
         // few chunks of it, not a run of dozens it never uses, each of
         // them written (its link) and so faulted in.
+        self.home = a.segment_tag;
         let want = (self.batch[c] as usize).min(self.room[c] + 1);
         self.batch[c] = (self.batch[c] * 2).min(MAX_COUNT[c] / 2).max(FIRST_BATCH);
         let secret = registry::key_initialized();
@@ -1170,55 +1314,109 @@ fn malloc_slow(size: usize) -> *mut u8 {
 /// `free`. Null is ignored; misuse is detected where cheaply possible and
 /// aborts with a one-line message.
 ///
+/// A chunk of the arena the thread's cache refills from (the registry's tag
+/// for its segment, which the test for a segment loads anyway, equals the
+/// cache's `home`) goes to its class; a chunk of another arena to its
+/// foreign class ([`free_elsewhere`]), so that it is never handed out again
+/// by this thread.
+///
 /// # Safety
 /// `ptr` must be null or live, from this allocator.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn free(ptr: *mut u8) {
-    let p = Chunk::from_mem(ptr);
+    if !registry::trackable(ptr as usize) {
+        // SAFETY: forwarded to the caller.
+        return unsafe { free_slow(ptr) };
+    }
+    let tc = cache();
     // (mem and its chunk share a segment slot: chunks start past the record.)
-    if registry::aligned_in_segment(ptr as usize) {
-        // SAFETY: the registry vouches for the segment holding `p`.
-        let head = unsafe { Chunk::head(p) };
-        // The size plus CINUSE (2, which does not change the class).
-        let tagged = head.0 & Head::TAGGED;
-        let secret = registry::key_initialized();
-        // A cacheable size, in use and its keyed tag right (the tag covers
-        // CINUSE and the size, so it also vouches for bit 3 being clear:
-        // a whole multiple of 16); without the checks, the flag bits
-        // tested directly. (Larger chunks have their tag checked once, in
-        // `free_slow`.)
-        if tagged.wrapping_sub(MIN_CHUNK_SIZE | Head::CINUSE) <= MAX_CACHED_SIZE - MIN_CHUNK_SIZE
-            && (if CHECKS {
-                tag_ok_keyed(ptr, head, secret)
-            } else {
-                head.0 & 0b1010 == 0b0010
-            })
-        {
-            let c = class_of(tagged);
-            // The head after this chunk: a write past the end of the block
-            // that reached it shows here (see `Head::mark_agrees`), while
-            // its victim may sit unchecked in a cache or a quick list.
-            // SAFETY: the successor of a validated in-use chunk (of
-            // `tagged - CINUSE` bytes) lies in its segment.
-            let next = unsafe { Chunk::head(Chunk::plus_offset(p, tagged - Head::CINUSE)) };
-            if CHECKS && !next.mark_agrees() {
-                // SAFETY: as above.
-                return unsafe { free_next_suspect(c, ptr) };
-            }
-            // SAFETY: this thread's cache or `UNUSED`; `ptr` is a validated
-            // in-use chunk.
-            if unsafe { ThreadCache::try_push(cache(), c, ptr, secret) } {
-                return;
-            }
-            // SAFETY: as above.
-            return unsafe { free_cacheable(c, ptr) };
+    let tag = registry::slot_tag(ptr as usize);
+    // SAFETY: `tc` is this thread's cache or `UNUSED`, both readable;
+    // `UNUSED`'s home matches no tag.
+    if tag == unsafe { (*tc).home } {
+        // SAFETY: the registry vouches for the segment holding `ptr`; `tc`
+        // is this thread's cache or `UNUSED`.
+        if unsafe { free_small(ptr, tc, 0) } {
+            return;
         }
+        // SAFETY: forwarded to the caller.
+        return unsafe { free_slow(ptr) };
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { free_elsewhere(ptr, tag) }
+}
+
+/// `free` of a chunk that is not of the thread's home arena (`tag` is its
+/// segment's registry tag, 0 if it is in none): a small one goes to its
+/// foreign class, the rest to [`free_slow`].
+///
+/// # Safety
+/// As for [`free`].
+#[inline(never)]
+unsafe fn free_elsewhere(ptr: *mut u8, tag: u8) {
+    // SAFETY: a nonzero tag: the registry vouches for the segment holding
+    // `ptr`; the cache is this thread's or `UNUSED`.
+    if tag != 0 && unsafe { free_small(ptr, cache(), FOREIGN_BASE) } {
+        return;
     }
     // SAFETY: forwarded to the caller.
     unsafe { free_slow(ptr) }
 }
 
-/// The fast path found the head after the chunk `ptr` of class `c` odd:
+/// The checks and the caching of the free fast path, for `ptr` in a live
+/// segment: if it is a small chunk in use whose keyed tag is right, it is
+/// cached in list `base + c` for its class c (or handed to the slow paths
+/// that check it further) and the result is true; else false, nothing done.
+///
+/// # Safety
+/// `ptr` lies in a live segment (its tag is nonzero); `tc` is this thread's
+/// cache or `UNUSED`.
+#[inline(always)]
+unsafe fn free_small(ptr: *mut u8, tc: *mut ThreadCache, base: usize) -> bool {
+    let p = Chunk::from_mem(ptr);
+    // SAFETY: the registry vouches for the segment holding `p` (caller).
+    let head = unsafe { Chunk::head(p) };
+    // The size plus CINUSE (2, which does not change the class).
+    let tagged = head.0 & Head::TAGGED;
+    let secret = registry::key_initialized();
+    // A cacheable size, in use and its keyed tag right (the tag covers
+    // CINUSE and the size, so it also vouches for bit 3 being clear: a
+    // whole multiple of 16); without the checks, the flag bits tested
+    // directly. (Larger chunks have their tag checked once, in
+    // `free_slow`.)
+    if tagged.wrapping_sub(MIN_CHUNK_SIZE | Head::CINUSE) > MAX_CACHED_SIZE - MIN_CHUNK_SIZE
+        || !(if CHECKS {
+            tag_ok_keyed(ptr, head, secret)
+        } else {
+            head.0 & 0b1010 == 0b0010
+        })
+    {
+        return false;
+    }
+    let l = base + class_of(tagged);
+    // The head after this chunk: a write past the end of the block that
+    // reached it shows here (see `Head::mark_agrees`), while its victim may
+    // sit unchecked in a cache or a quick list.
+    // SAFETY: the successor of a validated in-use chunk (of `tagged -
+    // CINUSE` bytes) lies in its segment.
+    let next = unsafe { Chunk::head(Chunk::plus_offset(p, tagged - Head::CINUSE)) };
+    // SAFETY (all three): `ptr` is a validated in-use chunk of list `l`'s
+    // class; `tc` as the caller promises.
+    unsafe {
+        if CHECKS && !next.mark_agrees() {
+            free_next_suspect(l, ptr);
+        } else if !(if base == 0 {
+            ThreadCache::try_push(tc, l, ptr, secret)
+        } else {
+            ThreadCache::try_push_foreign(tc, l, ptr, secret)
+        }) {
+            free_cacheable(l, ptr);
+        }
+    }
+    true
+}
+
+/// The fast path found the head after the chunk `ptr` of list `c` odd:
 /// a fencepost (the chunk ends its segment), or the program wrote past the
 /// end of the block, which [`arena::check_next_of`] reports.
 ///
@@ -1234,9 +1432,10 @@ unsafe fn free_next_suspect(c: usize, ptr: *mut u8) {
     }
 }
 
-/// A validated chunk of cache class `c` that the fast path could not cache
-/// (its class is full, the cache is not live yet, or it carries the cache
-/// key): the cache's slow path, then the arena. The head after it gets a
+/// A validated chunk of cache list `c` (a small or a foreign class) that
+/// the fast path could not cache (the list is full, the cache is not live
+/// yet, or it carries the cache key): the cache's slow path, then the
+/// arena. The head after it gets a
 /// wider look ([`check_next`]) than the fast path's.
 ///
 /// # Safety
@@ -1333,6 +1532,23 @@ mod tests {
     }
 
     #[test]
+    fn foreign_classes_mirror_the_small_ones() {
+        for c in 0..NSMALL {
+            assert_eq!(small_class_of_list(c), Some(c));
+            assert_eq!(small_class_of_list(FOREIGN_BASE + c), Some(c));
+            assert_eq!(MAX_COUNT[FOREIGN_BASE + c], FOREIGN_COUNT);
+            assert!(MAX_COUNT[FOREIGN_BASE + c] <= MAX_COUNT[c] / 2);
+        }
+        for l in (NSMALL..FOREIGN_BASE).chain(FOREIGN_BASE + NSMALL..NCLASSES) {
+            assert_eq!(small_class_of_list(l), None, "list {l}");
+        }
+        let own: usize = (0..NSMALL)
+            .map(|c| MAX_COUNT[c] as usize * (class_size(c) + 16))
+            .sum();
+        assert!(MAX_CACHED_BYTES > own && MAX_CACHED_BYTES < own * 2);
+    }
+
+    #[test]
     fn medium_classes_round_up_by_at_most_an_eighth() {
         assert_eq!(medium_size(0), MIN_MEDIUM_SIZE);
         assert_eq!(medium_size(NMEDIUM - 1), MAX_MEDIUM_SIZE);
@@ -1387,6 +1603,9 @@ mod tests {
         assert!(MAX_COUNT[MEDIUM_BASE..MEDIUM_BASE + NMEDIUM]
             .iter()
             .all(|&n| (2..=8).contains(&n)));
-        assert!(MAX_COUNT[MEDIUM_BASE + NMEDIUM..].iter().all(|&n| n == 0));
+        assert!(MAX_COUNT[MEDIUM_BASE + NMEDIUM..FOREIGN_BASE]
+            .iter()
+            .all(|&n| n == 0));
+        assert!(MAX_COUNT[FOREIGN_BASE + NSMALL..].iter().all(|&n| n == 0));
     }
 }
