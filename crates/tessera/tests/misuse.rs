@@ -266,6 +266,7 @@ fn commit(scenario: &str) {
                 // and realloc's check must search too.
                 let a = global::malloc(64) as usize;
                 let twice = scenario == "double_free_foreign";
+                let scenario = scenario.to_string();
                 std::thread::spawn(move || {
                     let own = global::malloc(64);
                     let a = a as *mut u8;
@@ -275,6 +276,9 @@ fn commit(scenario: &str) {
                     } else {
                         global::realloc(a, 100);
                     }
+                    // (Said here: the flush at this thread's exit would
+                    // find the double free too late.)
+                    println!("scenario {scenario} went unnoticed");
                     global::free(own);
                 })
                 .join()
