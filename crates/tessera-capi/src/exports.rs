@@ -39,23 +39,20 @@ pub const MAX_ALIGN: usize = usize::MAX / 2 + 1;
 /// `malloc(size)`.
 #[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    let m = mode();
-    if m != READY {
-        return traced_malloc(m, size);
+    if !runtime::ready() {
+        return traced_malloc(size);
     }
     // The core keeps errno intact on its slow paths (its fast paths make
-    // no system call), so only a failure touches it.
-    let p = global::malloc(size);
-    if p.is_null() {
-        crate::errno::set(libc::ENOMEM);
-    }
-    p.cast()
+    // no system call) and sets ENOMEM on failure.
+    global::malloc(size).cast()
 }
 
-/// `malloc` while set-up has not finished or calls are being recorded.
+/// `malloc` while set-up has not finished or calls are being recorded
+/// (set-up, if it has not happened, runs here).
 #[cold]
 #[inline(never)]
-fn traced_malloc(m: u8, size: usize) -> *mut c_void {
+extern "C" fn traced_malloc(size: usize) -> *mut c_void {
+    let m = mode();
     let e = Errno::save();
     let p = global::malloc(size);
     runtime::after(
@@ -77,22 +74,23 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     if ptr.is_null() {
         return;
     }
-    let m = mode();
-    if m != READY {
+    if !runtime::ready() {
         // SAFETY: forwarded to the caller.
-        return unsafe { traced_free(m, ptr) };
+        return unsafe { traced_free(ptr) };
     }
     // SAFETY: a live block (caller). errno: as in `malloc`.
     unsafe { global::free(ptr.cast()) };
 }
 
-/// `free` while set-up has not finished or calls are being recorded.
+/// `free` while set-up has not finished or calls are being recorded (set-up,
+/// if it has not happened, runs here).
 ///
 /// # Safety
 /// As for `free`.
 #[cold]
 #[inline(never)]
-unsafe fn traced_free(m: u8, ptr: *mut c_void) {
+unsafe extern "C" fn traced_free(ptr: *mut c_void) {
+    let m = mode();
     let e = Errno::save();
     runtime::before_free(m, Event::Free { ptr: ptr as usize });
     // SAFETY: a live block (caller).

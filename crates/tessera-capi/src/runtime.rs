@@ -7,6 +7,10 @@
 //! - [`TRACING`]: `TESSERA_TRACE` is recording (see [`crate::trace`]).
 //!
 //! The common case is `mode() == READY`: nothing to do but allocate.
+//! `malloc` and `free`, the calls that matter for speed, test [`ready`]
+//! instead (the word equals READY: one compare and no call on the way) and
+//! leave set-up and tracing to their cold paths, so that nothing of the
+//! rarer cases costs them a saved register.
 //!
 //! # Set-up
 //! The first call may come from the dynamic loader or from libc's own
@@ -105,6 +109,14 @@ extern "C" {
 fn gettid() -> u32 {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// Is set-up done and nothing more to do than allocate (no tracing)? One
+/// load and one compare, for the fast paths of `malloc` and `free`; when
+/// false, they call [`mode`] on their cold paths.
+#[inline(always)]
+pub fn ready() -> bool {
+    MODE.load(Ordering::Relaxed) == READY
 }
 
 /// The mode bits, running set-up first if it has not happened.

@@ -43,3 +43,11 @@ impl Drop for Saved {
         }
     }
 }
+
+/// Sets the calling thread's errno (after any [`Saved`] of the path has
+/// been dropped, or it would be put back).
+#[inline]
+pub fn set(value: c_int) {
+    // SAFETY: `__errno_location` returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = value };
+}

@@ -36,12 +36,14 @@ pub struct Tessera;
 // ---------------------------------------------------------------------
 // The C-shaped API of the process-wide allocator. The C library
 // (libtessera.so) and the benchmarks call these; none of them allocates
-// through anything but Tessera itself, and none sets errno (the C layer
-// does).
+// through anything but Tessera itself. Only `malloc` sets errno (ENOMEM,
+// on failure, from its slow paths, so that the C layer's `malloc` is one
+// tail call); for the rest the C layer does.
 // ---------------------------------------------------------------------
 
-/// `malloc`: at least `size` bytes, 16-aligned; null on failure.
-#[inline]
+/// `malloc`: at least `size` bytes, 16-aligned; null and errno `ENOMEM`
+/// on failure.
+#[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     tcache::malloc(size)
 }

@@ -468,13 +468,33 @@ impl ThreadCache {
     /// `this` is this thread's cache or [`UNUSED`].
     #[inline(always)]
     pub(crate) unsafe fn pop_raw(this: *mut Self, c: usize) -> *mut u8 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let p = Self::pop_entry(this, c);
+            if p.is_null() {
+                let c = c & (NCLASSES - 1);
+                return empty_or_corrupt((*this).heads[c], (*this).last[c]);
+            }
+            p
+        }
+    }
+
+    /// [`pop_raw`](Self::pop_raw) without the report: null when the head
+    /// is no entry, empty or garbage alike (the caller's cold path tells
+    /// the two apart with [`empty_or_corrupt`]), so that the fast path
+    /// calls nothing.
+    ///
+    /// # Safety
+    /// As for `pop_raw`.
+    #[inline(always)]
+    unsafe fn pop_entry(this: *mut Self, c: usize) -> *mut u8 {
         let c = c & (NCLASSES - 1);
         // SAFETY: `this` is readable (caller); writes happen only past the
         // entry test, which `UNUSED`'s empty lists never pass.
         unsafe {
             let mem = (*this).heads[c];
             if !is_entry(mem) {
-                return empty_or_corrupt(mem, (*this).last[c]);
+                return ptr::null_mut();
             }
             // Entries are cached chunks whose first two payload words
             // belong to the cache.
@@ -1246,12 +1266,14 @@ pub(crate) fn cached_class(size: usize) -> Option<usize> {
 
 /// `malloc`: a cached chunk of the request's small class if there is one
 /// (no lock), else a refill of the class from the thread's arena, else the
-/// medium classes and the arena itself.
-#[inline]
+/// medium classes and the arena itself. Null and errno `ENOMEM` on
+/// failure (set by the slow paths, so that the fast path's calls are all
+/// tail calls and it saves no register).
+#[inline(always)]
 pub(crate) fn malloc(size: usize) -> *mut u8 {
     if let Some(c) = cached_class(size) {
         // SAFETY: this thread's cache (not borrowed elsewhere) or `UNUSED`.
-        let p = unsafe { ThreadCache::pop_raw(cache(), c) };
+        let p = unsafe { ThreadCache::pop_entry(cache(), c) };
         if !p.is_null() {
             return p;
         }
@@ -1260,11 +1282,33 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
     malloc_slow(size)
 }
 
-/// Small class `c` is empty: refill it from the thread's arena, under one
-/// lock, and return one of the chunks.
+/// errno `ENOMEM` if `p` is null (a failed `malloc`); `p`.
+#[inline(always)]
+fn out_of_memory_if_null(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        errno::set(libc::ENOMEM);
+    }
+    p
+}
+
+/// Small class `c` has no entry at its head: reports a garbage head, else
+/// refills the class from the thread's arena, under one lock, and returns
+/// one of the chunks.
 #[cold]
 #[inline(never)]
-fn malloc_refill(size: usize, c: usize) -> *mut u8 {
+extern "C" fn malloc_refill(size: usize, c: usize) -> *mut u8 {
+    // SAFETY: this thread's cache or `UNUSED`, only read here.
+    unsafe {
+        let tc = cache();
+        empty_or_corrupt((*tc).heads[c], (*tc).last[c]);
+    }
+    let p = refill_or_slow(size, c);
+    out_of_memory_if_null(p)
+}
+
+/// See [`malloc_refill`]: everything but the errno of a failure.
+#[inline(always)]
+fn refill_or_slow(size: usize, c: usize) -> *mut u8 {
     let _errno = errno::Saved::now();
     if with(|tc| tc.usable()) {
         // Outside every lock and cache borrow: may start a thread, and
@@ -1288,7 +1332,7 @@ fn malloc_refill(size: usize, c: usize) -> *mut u8 {
             }
         }
     }
-    malloc_slow(size)
+    medium_or_arena(size)
 }
 
 /// Not served by a small class: a medium class's entry, else the arena,
@@ -1296,7 +1340,12 @@ fn malloc_refill(size: usize, c: usize) -> *mut u8 {
 /// again; an orphan mapping while a fork holds every arena.
 #[cold]
 #[inline(never)]
-fn malloc_slow(size: usize) -> *mut u8 {
+extern "C" fn malloc_slow(size: usize) -> *mut u8 {
+    out_of_memory_if_null(medium_or_arena(size))
+}
+
+/// See [`malloc_slow`]: everything but the errno of a failure.
+fn medium_or_arena(size: usize) -> *mut u8 {
     let _errno = errno::Saved::now();
     let size = match medium_class(size) {
         Some(c) => {
@@ -1353,7 +1402,7 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
 /// # Safety
 /// As for [`free`].
 #[inline(never)]
-unsafe fn free_elsewhere(ptr: *mut u8, tag: u8) {
+unsafe extern "C" fn free_elsewhere(ptr: *mut u8, tag: u8) {
     // SAFETY: a nonzero tag: the registry vouches for the segment holding
     // `ptr`; the cache is this thread's or `UNUSED`.
     if tag != 0 && unsafe { free_small(ptr, cache(), FOREIGN_BASE) } {
@@ -1424,7 +1473,7 @@ unsafe fn free_small(ptr: *mut u8, tc: *mut ThreadCache, base: usize) -> bool {
 /// As for [`free_cacheable`].
 #[cold]
 #[inline(never)]
-unsafe fn free_next_suspect(c: usize, ptr: *mut u8) {
+unsafe extern "C" fn free_next_suspect(c: usize, ptr: *mut u8) {
     // SAFETY: a validated in-use chunk (caller); its head gives its size.
     unsafe {
         arena::check_next_of(ptr, Chunk::size(Chunk::from_mem(ptr)));
@@ -1442,7 +1491,7 @@ unsafe fn free_next_suspect(c: usize, ptr: *mut u8) {
 /// `ptr` is a validated in-use chunk of class `c`, freed by the caller.
 #[cold]
 #[inline(never)]
-unsafe fn free_cacheable(c: usize, ptr: *mut u8) {
+unsafe extern "C" fn free_cacheable(c: usize, ptr: *mut u8) {
     let _errno = errno::Saved::now();
     // SAFETY: as the caller promises.
     unsafe { check_next(ptr, Chunk::size(Chunk::from_mem(ptr)), true) };
@@ -1484,7 +1533,7 @@ unsafe fn check_next(mem: *mut u8, size: usize, wide: bool) {
 /// `ptr` must be null or live, from this allocator.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(ptr: *mut u8) {
+unsafe extern "C" fn free_slow(ptr: *mut u8) {
     if ptr.is_null() {
         return;
     }
