@@ -260,15 +260,15 @@ fn commit(scenario: &str) {
                 .unwrap();
             }
             "double_free_foreign" | "realloc_foreign_cached" => {
-                // A block of the main thread's arena, freed by a worker
-                // with an arena of its own: it sits in the worker's foreign
-                // class (see `threads::tcache`), which the double-free scan
+                // A block of the main thread's arena smaller than a cache
+                // line, freed by a worker with an arena of its own: it sits
+                // in the worker's foreign class (see `threads::tcache`), which the double-free scan
                 // and realloc's check must search too.
-                let a = global::malloc(64) as usize;
+                let a = global::malloc(24) as usize;
                 let twice = scenario == "double_free_foreign";
                 let scenario = scenario.to_string();
                 std::thread::spawn(move || {
-                    let own = global::malloc(64);
+                    let own = global::malloc(24);
                     let a = a as *mut u8;
                     global::free(a);
                     if twice {

@@ -15,19 +15,26 @@
 //!   arena lock and walk dlmalloc's tree bins. Their entries are bounded in
 //!   number per class and in bytes per thread ([`MEDIUM_BUDGET`] by default,
 //!   `Tunable::MediumCache` / `TESSERA_TCACHE_MEDIUM`; 0 turns them off).
-//! - **foreign class `FOREIGN_BASE + c`**: chunks of small class c that
-//!   this thread freed and that belong to an arena other than the one its
-//!   cache refills from (its *home*, by registry tag). A few such frees
-//!   are a block handed over by another thread: those are not handed out
-//!   again here, which would put this thread's writes in cache lines that
-//!   the owner's thread is using (passive false sharing: the cache-scratch
-//!   shape; mimalloc's rule that a block returns to the heap it came
-//!   from). A stream of them is a thread that took over another's data (a
-//!   server's connection passed on, larson, a consumer): when a foreign
-//!   list fills ([`FOREIGN_COUNT`] entries) it is *adopted*, spliced whole
-//!   into class c, and its chunks are reused here as glibc, jemalloc and
-//!   tcmalloc reuse every freed block; a full class c goes back to the
-//!   owners as ever (runs parked on the owner's quick list).
+//! - **foreign class `FOREIGN_BASE + c`**, for the classes c below
+//!   [`FOREIGN_CLASSES`] (chunks smaller than a 64-byte cache line):
+//!   chunks of class c that this thread freed and that belong to an arena
+//!   other than the one its cache refills from (its *home*, by registry
+//!   tag). A few such frees are a block handed over by another thread:
+//!   those are not handed out again here, which would put this thread's
+//!   writes in a cache line that the owner's thread is using (passive
+//!   false sharing: the cache-scratch shape; mimalloc's rule that a block
+//!   returns to the heap it came from). Only blocks smaller than a line
+//!   are held back: several of them share each line, so every write of
+//!   the new user invalidates the old user's copy, where a larger block
+//!   shares at most its two ends; larger blocks go to their class, reused
+//!   at once (held back too, they cost larson a fifth of its speed, its
+//!   threads freeing their predecessors' blocks). A stream of small ones
+//!   is a thread that took over another's data (a consumer, a server's
+//!   connection passed on): when a foreign list fills ([`FOREIGN_COUNT`]
+//!   entries) it is *adopted*, spliced whole into class c, and its chunks
+//!   are reused here as glibc, jemalloc and tcmalloc reuse every freed
+//!   block; a full class c goes back to the owners as ever (runs parked
+//!   on the owner's quick list).
 //! - **entry**: a cached chunk. The heap sees it as in use; the program has
 //!   freed it. Its first payload word holds the *mangled* link to the next
 //!   entry, its second word the cache key.
@@ -87,13 +94,15 @@ const MEDIUM_STEPS_LOG: usize = 3;
 pub const NMEDIUM: usize = 6 << MEDIUM_STEPS_LOG;
 /// The first foreign class: `FOREIGN_BASE + c` holds other arenas'
 /// chunks of small class c (see the glossary).
-pub const FOREIGN_BASE: usize = 128;
+pub const FOREIGN_BASE: usize = MEDIUM_BASE + NMEDIUM;
+/// The small classes that have a foreign class: chunks of 32 and 48
+/// bytes, smaller than a 64-byte cache line.
+pub const FOREIGN_CLASSES: usize = 2;
+const _: () = assert!(MIN_CHUNK_SIZE + 16 * (FOREIGN_CLASSES - 1) < 64);
 /// Size of the class arrays (a power of two, so that masking an index
-/// proves it in bounds; the classes past the medium ones and past the
-/// foreign ones stay empty).
-pub const NCLASSES: usize = 256;
-const _: () = assert!(MEDIUM_BASE + NMEDIUM <= FOREIGN_BASE);
-const _: () = assert!(FOREIGN_BASE + NSMALL <= NCLASSES && NCLASSES.is_power_of_two());
+/// proves it in bounds; the classes past the foreign ones stay empty).
+pub const NCLASSES: usize = 128;
+const _: () = assert!(FOREIGN_BASE + FOREIGN_CLASSES <= NCLASSES && NCLASSES.is_power_of_two());
 
 /// The small class whose chunks list `l` holds: `l` itself for a small
 /// class, `l - FOREIGN_BASE` for a foreign one; None for the others.
@@ -101,7 +110,7 @@ const _: () = assert!(FOREIGN_BASE + NSMALL <= NCLASSES && NCLASSES.is_power_of_
 fn small_class_of_list(l: usize) -> Option<usize> {
     if l < NSMALL {
         Some(l)
-    } else if (FOREIGN_BASE..FOREIGN_BASE + NSMALL).contains(&l) {
+    } else if (FOREIGN_BASE..FOREIGN_BASE + FOREIGN_CLASSES).contains(&l) {
         Some(l - FOREIGN_BASE)
     } else {
         None
@@ -176,7 +185,7 @@ pub const MAX_COUNT: [u16; NCLASSES] = {
         i += 1;
     }
     let mut c = 0;
-    while c < NSMALL {
+    while c < FOREIGN_CLASSES {
         m[FOREIGN_BASE + c] = FOREIGN_COUNT;
         c += 1;
     }
@@ -195,7 +204,10 @@ pub const MAX_CACHED_BYTES: usize = {
     let mut total = 0;
     let mut c = 0;
     while c < NSMALL {
-        let n = MAX_COUNT[c] as usize + MAX_COUNT[FOREIGN_BASE + c] as usize;
+        let mut n = MAX_COUNT[c] as usize;
+        if c < FOREIGN_CLASSES {
+            n += MAX_COUNT[FOREIGN_BASE + c] as usize;
+        }
         total += n * (MIN_CHUNK_SIZE + 16 * c + 16);
         c += 1;
     }
@@ -686,10 +698,15 @@ impl ThreadCache {
     /// entry of this thread's cache? (Entries of class c - 1 may have class
     /// c's size; a small chunk may sit in its class or in the foreign one.)
     fn holds(&self, l: usize, mem: *mut u8) -> bool {
-        let in_lists =
-            |c: usize| (c.saturating_sub(1)..=c).any(|l| self.entries(l).any(|e| e == mem));
+        let in_list = |l: usize| self.entries(l).any(|e| e == mem);
+        let in_lists = |c: usize| (c.saturating_sub(1)..=c).any(in_list);
         match small_class_of_list(l) {
-            Some(c) => in_lists(c) || in_lists(FOREIGN_BASE + c),
+            Some(c) => {
+                in_lists(c)
+                    || (c.saturating_sub(1)..=c)
+                        .filter(|&f| f < FOREIGN_CLASSES)
+                        .any(|f| in_list(FOREIGN_BASE + f))
+            }
             None => in_lists(l),
         }
     }
@@ -1385,7 +1402,7 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
     if tag == unsafe { (*tc).home } {
         // SAFETY: the registry vouches for the segment holding `ptr`; `tc`
         // is this thread's cache or `UNUSED`.
-        if unsafe { free_small(ptr, tc, 0) } {
+        if unsafe { free_small(ptr, tc, false) } {
             return;
         }
         // SAFETY: forwarded to the caller.
@@ -1397,7 +1414,8 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
 
 /// `free` of a chunk that is not of the thread's home arena (`tag` is its
 /// segment's registry tag, 0 if it is in none): a small one goes to its
-/// foreign class, the rest to [`free_slow`].
+/// foreign class if it has one, else to its class; the rest to
+/// [`free_slow`].
 ///
 /// # Safety
 /// As for [`free`].
@@ -1405,7 +1423,7 @@ pub(crate) unsafe fn free(ptr: *mut u8) {
 unsafe extern "C" fn free_elsewhere(ptr: *mut u8, tag: u8) {
     // SAFETY: a nonzero tag: the registry vouches for the segment holding
     // `ptr`; the cache is this thread's or `UNUSED`.
-    if tag != 0 && unsafe { free_small(ptr, cache(), FOREIGN_BASE) } {
+    if tag != 0 && unsafe { free_small(ptr, cache(), true) } {
         return;
     }
     // SAFETY: forwarded to the caller.
@@ -1414,14 +1432,15 @@ unsafe extern "C" fn free_elsewhere(ptr: *mut u8, tag: u8) {
 
 /// The checks and the caching of the free fast path, for `ptr` in a live
 /// segment: if it is a small chunk in use whose keyed tag is right, it is
-/// cached in list `base + c` for its class c (or handed to the slow paths
-/// that check it further) and the result is true; else false, nothing done.
+/// cached in the list for its class c, its foreign class if `foreign` and
+/// c has one (or handed to the slow paths that check it further), and the
+/// result is true; else false, nothing done.
 ///
 /// # Safety
 /// `ptr` lies in a live segment (its tag is nonzero); `tc` is this thread's
 /// cache or `UNUSED`.
 #[inline(always)]
-unsafe fn free_small(ptr: *mut u8, tc: *mut ThreadCache, base: usize) -> bool {
+unsafe fn free_small(ptr: *mut u8, tc: *mut ThreadCache, foreign: bool) -> bool {
     let p = Chunk::from_mem(ptr);
     // SAFETY: the registry vouches for the segment holding `p` (caller).
     let head = unsafe { Chunk::head(p) };
@@ -1442,7 +1461,9 @@ unsafe fn free_small(ptr: *mut u8, tc: *mut ThreadCache, base: usize) -> bool {
     {
         return false;
     }
-    let l = base + class_of(tagged);
+    let c = class_of(tagged);
+    let foreign = foreign && c < FOREIGN_CLASSES;
+    let l = if foreign { FOREIGN_BASE + c } else { c };
     // The head after this chunk: a write past the end of the block that
     // reached it shows here (see `Head::mark_agrees`), while its victim may
     // sit unchecked in a cache or a quick list.
@@ -1454,10 +1475,10 @@ unsafe fn free_small(ptr: *mut u8, tc: *mut ThreadCache, base: usize) -> bool {
     unsafe {
         if CHECKS && !next.mark_agrees() {
             free_next_suspect(l, ptr);
-        } else if !(if base == 0 {
-            ThreadCache::try_push(tc, l, ptr, secret)
-        } else {
+        } else if !(if foreign {
             ThreadCache::try_push_foreign(tc, l, ptr, secret)
+        } else {
+            ThreadCache::try_push(tc, l, ptr, secret)
         }) {
             free_cacheable(l, ptr);
         }
@@ -1584,17 +1605,24 @@ mod tests {
     fn foreign_classes_mirror_the_small_ones() {
         for c in 0..NSMALL {
             assert_eq!(small_class_of_list(c), Some(c));
+        }
+        for c in 0..FOREIGN_CLASSES {
             assert_eq!(small_class_of_list(FOREIGN_BASE + c), Some(c));
             assert_eq!(MAX_COUNT[FOREIGN_BASE + c], FOREIGN_COUNT);
             assert!(MAX_COUNT[FOREIGN_BASE + c] <= MAX_COUNT[c] / 2);
+            assert!(class_size(c) < 64, "smaller than a cache line");
         }
-        for l in (NSMALL..FOREIGN_BASE).chain(FOREIGN_BASE + NSMALL..NCLASSES) {
+        assert!(class_size(FOREIGN_CLASSES) >= 64);
+        for l in (NSMALL..FOREIGN_BASE).chain(FOREIGN_BASE + FOREIGN_CLASSES..NCLASSES) {
             assert_eq!(small_class_of_list(l), None, "list {l}");
         }
         let own: usize = (0..NSMALL)
             .map(|c| MAX_COUNT[c] as usize * (class_size(c) + 16))
             .sum();
-        assert!(MAX_CACHED_BYTES > own && MAX_CACHED_BYTES < own * 2);
+        let foreign: usize = (0..FOREIGN_CLASSES)
+            .map(|c| FOREIGN_COUNT as usize * (class_size(c) + 16))
+            .sum();
+        assert_eq!(MAX_CACHED_BYTES, own + foreign);
     }
 
     #[test]
@@ -1652,9 +1680,8 @@ mod tests {
         assert!(MAX_COUNT[MEDIUM_BASE..MEDIUM_BASE + NMEDIUM]
             .iter()
             .all(|&n| (2..=8).contains(&n)));
-        assert!(MAX_COUNT[MEDIUM_BASE + NMEDIUM..FOREIGN_BASE]
+        assert!(MAX_COUNT[FOREIGN_BASE + FOREIGN_CLASSES..]
             .iter()
             .all(|&n| n == 0));
-        assert!(MAX_COUNT[FOREIGN_BASE + NSMALL..].iter().all(|&n| n == 0));
     }
 }
