@@ -374,6 +374,27 @@ impl<S: PageSource> State<S> {
         unsafe { (*self.quick).room(c, quick::budget(self.footprint)) }
     }
 
+    /// [`quick_room`](Self::quick_room), making room when the budget is
+    /// what is short: the parked chunks are consolidated, all of them.
+    /// What fills the budget is chunks of sizes the threads stopped asking
+    /// for (those they ask for are taken back by their refills); left
+    /// there, they sent every later flush through dlmalloc's free and
+    /// every refill through its malloc (a Python run parked a budget's
+    /// worth early on and then freed for good a fifth of its instructions'
+    /// worth of chunks), and they are memory that nothing can reuse.
+    ///
+    /// # Safety
+    /// The heap must be consistent; for an arena, the caller holds its lock.
+    pub(crate) unsafe fn quick_room_or_consolidate(&mut self, c: usize) -> usize {
+        let room = self.quick_room(c);
+        if room == 0 && self.quick_pending() && class_size(c) <= self.config.max_fast {
+            // SAFETY: forwarded to the caller.
+            unsafe { self.consolidate_quick() };
+            return self.quick_room(c);
+        }
+        room
+    }
+
     /// Parks a run of `n` chunks of small class `c` (see
     /// `QuickLists::push_run`), at most [`quick_room`](Self::quick_room).
     ///

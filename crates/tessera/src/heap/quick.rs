@@ -462,6 +462,48 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_that_finds_the_budget_full_consolidates_first() {
+        let mut heap = heap_with_lists();
+        // The budget filled with 1040-byte chunks (a size nobody asks for
+        // any more), then a flush of 48-byte chunks.
+        let mut old: Vec<*mut u8> = (0..MIN_BUDGET / 1040 + 1)
+            .map(|_| heap.malloc(1024))
+            .collect();
+        old.extend((0..8).map(|_| heap.malloc(40)));
+        let _guard = heap.malloc(16);
+        // SAFETY: live in-use chunks, each parked at most once.
+        let parked = old
+            .iter()
+            .filter(|&&b| unsafe { heap.state_mut().park(Chunk::from_mem(b)) })
+            .count();
+        assert!(parked < old.len(), "the budget ran out");
+        let c = crate::heap::lists::class_of(request2size_of(40));
+        assert_eq!(heap.state().quick_room(c), 0, "the budget is full");
+        let fresh: Vec<*mut u8> = (0..10).map(|_| heap.malloc(40)).collect();
+        // SAFETY: the heap is the test's, consistent, not shared.
+        let room = unsafe { heap.state_mut().quick_room_or_consolidate(c) };
+        assert_eq!(room, budget(heap.footprint()) / 48);
+        assert!(
+            kinds(&heap).iter().all(|&(_, k)| k != ChunkKind::Parked),
+            "every parked chunk was freed for good"
+        );
+        heap.check().unwrap();
+        let (first, last) = as_parked_run(&fresh);
+        // SAFETY: the run is as `park_run` wants it, within the room.
+        unsafe { heap.state_mut().park_run(c, first, last, fresh.len()) };
+        heap.check().unwrap();
+        // With room to spare, nothing is consolidated.
+        // SAFETY: as above.
+        let room = unsafe { heap.state_mut().quick_room_or_consolidate(c) };
+        assert!(room > 0);
+        let parked = kinds(&heap)
+            .iter()
+            .filter(|&&(_, k)| k == ChunkKind::Parked)
+            .count();
+        assert_eq!(parked, fresh.len());
+    }
+
+    #[test]
     fn the_budget_is_a_quarter_of_the_footprint_at_least_the_minimum() {
         assert_eq!(budget(0), MIN_BUDGET);
         assert_eq!(budget(4 * MIN_BUDGET), MIN_BUDGET);

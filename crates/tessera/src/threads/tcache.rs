@@ -836,7 +836,7 @@ impl ThreadCache {
             if home.is_null() || (*home).abandoned || !arena::try_lock(home) {
                 return 0;
             }
-            let n = n.min((*home).quick_room(c));
+            let n = n.min((*home).quick_room_or_consolidate(c));
             let want = class_size(c) | Head::CINUSE;
             let owner: *mut () = home.cast();
             let mut mem = first;
