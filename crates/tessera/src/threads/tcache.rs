@@ -900,12 +900,14 @@ impl ThreadCache {
                 p
             };
         }
+        // The arena this cache's chunks come from: frees of other arenas'
+        // small chunks go to the foreign classes.
+        self.home = a.segment_tag;
         // Slow start: a class's first refill takes a few chunks, each later
         // one twice as many, up to half the class's capacity. A program
         // that touches a size once (start-up: bash, Python) then gets a
         // few chunks of it, not a run of dozens it never uses, each of
         // them written (its link) and so faulted in.
-        self.home = a.segment_tag;
         let want = (self.batch[c] as usize).min(self.room[c] + 1);
         self.batch[c] = (self.batch[c] * 2).min(MAX_COUNT[c] / 2).max(FIRST_BATCH);
         let secret = registry::key_initialized();
