@@ -173,6 +173,84 @@ fn threads_with_cross_thread_frees_keep_every_block_intact() {
     global::check().expect("every arena consistent after the storm");
 }
 
+/// Blocks under a cache line handed around a ring of threads, most of
+/// them freed by a thread other than their allocator: the thread caches'
+/// foreign classes (held back, adopted as streams, flushed at exit) under
+/// load, every block's contents verified and every arena checked at the
+/// end.
+#[test]
+fn small_blocks_handed_around_a_ring_stay_intact() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 40_000;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Block>()).unzip();
+    let handles: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(t, rx)| {
+            let next_tx = txs[(t + 1) % THREADS].clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x9e37_79b9 + t as u64 * 104_729);
+                let mut mine: Vec<Block> = Vec::new();
+                let mut freed = 0usize;
+                for _ in 0..ROUNDS {
+                    while let Ok(b) = rx.try_recv() {
+                        verify(b);
+                        if rng.below(4) == 0 {
+                            // Some stay a while, and are freed later.
+                            mine.push(b);
+                        } else {
+                            // SAFETY: ownership came with the message.
+                            unsafe { global::free(b.0 as *mut u8) };
+                            freed += 1;
+                        }
+                    }
+                    // 0..=40 bytes: the 32- and 48-byte chunks.
+                    let n = rng.below(41) as usize;
+                    let p = global::malloc(n);
+                    assert!(!p.is_null());
+                    let b = Block(p as usize, n, rng.next() as u8);
+                    fill(b);
+                    if rng.below(3) == 0 {
+                        mine.push(b);
+                    } else {
+                        next_tx.send(b).unwrap();
+                    }
+                    while mine.len() > 200 {
+                        let b = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                        verify(b);
+                        // SAFETY: owned block.
+                        unsafe { global::free(b.0 as *mut u8) };
+                        freed += 1;
+                    }
+                }
+                drop(next_tx);
+                (mine, rx, freed)
+            })
+        })
+        .collect();
+    drop(txs);
+    let finished: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut freed_by_threads = 0;
+    let mut leftovers = Vec::new();
+    for (mine, rx, freed) in finished {
+        freed_by_threads += freed;
+        leftovers.extend(mine);
+        leftovers.extend(rx.try_iter());
+    }
+    assert!(
+        freed_by_threads > THREADS * ROUNDS / 2,
+        "most blocks were freed by the threads: {freed_by_threads}"
+    );
+    assert_eq!(freed_by_threads + leftovers.len(), THREADS * ROUNDS);
+    for b in leftovers {
+        verify(b);
+        // SAFETY: owned block.
+        unsafe { global::free(b.0 as *mut u8) };
+    }
+    global::flush_thread_cache();
+    global::check().expect("every arena consistent after the ring");
+}
+
 #[test]
 fn fork_while_other_threads_allocate_and_print() {
     let stop = Arc::new(AtomicBool::new(false));
