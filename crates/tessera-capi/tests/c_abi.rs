@@ -224,6 +224,13 @@ fn overflow_into_a_cached_neighbour_is_caught_at_free() {
     }
 }
 
+/// Issue 17, cache-scratch: a worker does not get back the small block
+/// the main thread handed over to it (a larger one it does).
+#[test]
+fn a_small_block_handed_over_is_not_handed_out_again_by_its_new_thread() {
+    run_both("handover", &[], Duration::from_secs(60));
+}
+
 #[test]
 fn thousands_of_short_lived_threads_keep_rss_bounded() {
     run_both("threads", &[], Duration::from_secs(120));
