@@ -1,7 +1,9 @@
 //! errno, the C way: through `__errno_location()`.
 //!
-//! The core sets no errno. The C layer sets `ENOMEM`/`EINVAL` where the C
-//! standard and glibc do, and keeps the caller's errno intact on success:
+//! The core sets errno only in `malloc` (ENOMEM, from its slow paths, so
+//! that the C `malloc` is one tail call; `tessera_core::sys::errno`). The
+//! C layer sets `ENOMEM`/`EINVAL` everywhere else the C standard and glibc
+//! do, and keeps the caller's errno intact on success:
 //! an allocation may make a system call that fails (an `mremap` that cannot
 //! grow in place before a moving one succeeds, an `madvise` that is only
 //! advice) without the program seeing it. [`Errno::save`] at entry,
@@ -58,8 +60,5 @@ impl Errno {
     }
 }
 
-/// Sets errno.
-pub fn set(code: c_int) {
-    // SAFETY: the calling thread's errno slot (see `Errno::save`).
-    unsafe { *libc::__errno_location() = code };
-}
+/// Sets errno (the core's, which its `malloc` uses too).
+pub use tessera_core::sys::errno::set;

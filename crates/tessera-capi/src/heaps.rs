@@ -29,7 +29,7 @@ use core::ffi::{c_char, c_int, c_void, CStr};
 use core::fmt::Write;
 use core::mem::ManuallyDrop;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 use tessera_core::global;
 use tessera_core::sys::fork::ForkGate;
 use tessera_core::sys::lock::RawLock;
@@ -580,20 +580,7 @@ pub unsafe extern "C" fn tessera_write_snapshot(path: *const c_char, max_pages: 
 /// glibc's `pthread_atfork` may allocate).
 fn ensure_atfork() {
     static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    extern "C" fn prepare() {
-        fork_prepare();
-    }
-    extern "C" fn parent() {
-        fork_parent();
-    }
-    extern "C" fn child() {
-        fork_child();
-    }
-    // SAFETY: registers plain functions that live as long as the library.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    tessera_core::sys::fork::register_once(&DONE, fork_prepare, fork_parent, fork_child);
 }
 
 /// Whether the prepare handler now running took the locks.
@@ -601,7 +588,7 @@ static FORK_GATE: ForkGate = ForkGate::new();
 
 /// Fork: stdio's list lock (see [`crate::fork`]), then the list, then
 /// every heap on it; nothing while the process has one thread.
-pub fn fork_prepare() {
+pub extern "C" fn fork_prepare() {
     if !FORK_GATE.enter() {
         return;
     }
@@ -618,7 +605,7 @@ pub fn fork_prepare() {
 }
 
 /// Fork, parent side: unlock every heap, then the list.
-pub fn fork_parent() {
+pub extern "C" fn fork_parent() {
     if !FORK_GATE.leave() {
         return;
     }
@@ -635,7 +622,7 @@ pub fn fork_parent() {
 }
 
 /// Fork, child side: the only thread holds every lock; reset them.
-pub fn fork_child() {
+pub extern "C" fn fork_child() {
     if !FORK_GATE.leave() {
         return;
     }

@@ -178,13 +178,7 @@ impl<S: PageSource> State<S> {
             }
             let np = MmapHeader::chunk(nh, offset);
             if nh != h {
-                registry::remove_direct(p as usize);
-                if !registry::add_direct(np as usize) {
-                    fatal_msg(
-                        "could not map a page of the direct-chunk registry",
-                        np as usize,
-                    );
-                }
+                move_direct(p, np);
                 self.direct_relink(h, nh);
             }
             (*nh).map_size = new_map;
@@ -245,13 +239,7 @@ impl<S: PageSource> State<S> {
             Chunk::set_head(p, psize);
             write_foot(p, psize);
             if old_chunk != p {
-                registry::remove_direct(old_chunk as usize);
-                if !registry::add_direct(p as usize) {
-                    fatal_msg(
-                        "could not map a page of the direct-chunk registry",
-                        p as usize,
-                    );
-                }
+                move_direct(old_chunk, p);
             }
             self.direct_bytes -= released;
             self.sub_footprint(released);
@@ -279,5 +267,18 @@ impl<S: PageSource> State<S> {
         self.sub_footprint(self.direct_bytes);
         self.direct_bytes = 0;
         self.direct_count = 0;
+    }
+}
+
+/// A direct chunk moved from `from` to `to` (a remap or an aligned trim):
+/// the registry's page bit follows it. The registry maps its leaf pages on
+/// first use; failing that, the chunk could not be freed again: fatal.
+fn move_direct(from: *mut Chunk, to: *mut Chunk) {
+    registry::remove_direct(from as usize);
+    if !registry::add_direct(to as usize) {
+        fatal_msg(
+            "could not map a page of the direct-chunk registry",
+            to as usize,
+        );
     }
 }

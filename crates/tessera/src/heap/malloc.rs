@@ -135,6 +135,22 @@ impl<S: PageSource> State<S> {
     /// Bin `i` must be non-empty.
     #[inline(always)]
     unsafe fn take_small(&mut self, i: usize) -> *mut u8 {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            let (p, size) = self.pop_small_verified(i);
+            Chunk::set_inuse_and_pinuse(p, size);
+            Chunk::to_mem(p)
+        }
+    }
+
+    /// Pops the first chunk of small bin `i`, its head verified before its
+    /// links are followed (and its contents in debug mode), and returns it
+    /// with its size.
+    ///
+    /// # Safety
+    /// Bin `i` must be non-empty.
+    #[inline(always)]
+    unsafe fn pop_small_verified(&mut self, i: usize) -> (*mut Chunk, usize) {
         // SAFETY: bin members are free chunks of this heap (caller/invariant);
         // the head is verified before the links are followed.
         unsafe {
@@ -147,8 +163,7 @@ impl<S: PageSource> State<S> {
             if self.debugging() {
                 self.debug_verify(p, size, true);
             }
-            Chunk::set_inuse_and_pinuse(p, size);
-            Chunk::to_mem(p)
+            (p, size)
         }
     }
 
@@ -161,15 +176,7 @@ impl<S: PageSource> State<S> {
     unsafe fn split_small(&mut self, i: usize, nb: usize) -> *mut u8 {
         // SAFETY: as in `take_small`; the split stays inside the chunk.
         unsafe {
-            let size = small_index2size(i);
-            self.verify_free(self.small.heads[i], size);
-            let p = self.small.pop(i);
-            if p.is_null() {
-                fatal(Misuse::CorruptLinks, Chunk::to_mem(self.small.heads[i]));
-            }
-            if self.debugging() {
-                self.debug_verify(p, size, true);
-            }
+            let (p, size) = self.pop_small_verified(i);
             self.split_into_dv(p, size, nb)
         }
     }

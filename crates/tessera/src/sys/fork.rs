@@ -22,7 +22,7 @@
 //! - `locked_at` is the depth at which the locks were taken, 0 if none
 //!   are held; it is 0 or 1.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[cfg(target_env = "gnu")]
 extern "C" {
@@ -102,6 +102,26 @@ impl Default for ForkGate {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Registers `prepare`, `parent` and `child` with `pthread_atfork` unless
+/// `done` is set already (by an earlier call, or by an embedder that runs
+/// them from handlers of its own); sets it. Call it with no allocator lock
+/// held: glibc's `pthread_atfork` may allocate.
+pub fn register_once(
+    done: &AtomicBool,
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) {
+    if done
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    // SAFETY: registers plain functions that live as long as the program.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
 #[cfg(test)]

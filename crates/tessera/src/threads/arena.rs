@@ -53,7 +53,7 @@ use crate::heap::mspace::Heap;
 use crate::heap::quick::QuickLists;
 use crate::heap::segment::{Segment, SEGMENT_HEADER};
 use crate::heap::state::{Config, SharedFootprint, State};
-use crate::sys::fork::ForkGate;
+use crate::sys::fork::{self, ForkGate};
 use crate::sys::lock::RawLock;
 use crate::sys::os::Mmap;
 use crate::sys::registry;
@@ -790,23 +790,7 @@ fn ensure_atfork() {
 
 #[cold]
 fn register_atfork() {
-    if ATFORK
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
-    extern "C" fn prepare() {
-        fork_prepare();
-    }
-    extern "C" fn parent() {
-        fork_parent();
-    }
-    extern "C" fn child() {
-        fork_child();
-    }
-    // SAFETY: registers three handlers that take/release our own locks.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    fork::register_once(&ATFORK, fork_prepare, fork_parent, fork_child);
 }
 
 /// An embedder that runs [`fork_prepare`], [`fork_parent`] and
@@ -821,7 +805,7 @@ pub(crate) fn leave_fork_handlers_to_embedder() -> bool {
 
 /// Before `fork`: takes the config lock (only writers of the config wait
 /// for it), then every arena lock, unless the process has one thread.
-pub(crate) fn fork_prepare() {
+pub(crate) extern "C" fn fork_prepare() {
     if !FORK_GATE.enter() {
         return;
     }
@@ -845,7 +829,7 @@ pub(crate) fn fork_prepare() {
 }
 
 /// After `fork`, in the parent: releases what `fork_prepare` took.
-pub(crate) fn fork_parent() {
+pub(crate) extern "C" fn fork_parent() {
     if !FORK_GATE.leave() {
         return;
     }
@@ -867,7 +851,7 @@ pub(crate) fn fork_parent() {
 /// threads that do not exist here. Nothing when `fork_prepare` took no
 /// locks (a process with one thread: whatever lock the interrupted code of
 /// a forking signal handler holds, it releases itself).
-pub(crate) fn fork_child() {
+pub(crate) extern "C" fn fork_child() {
     let mine = current();
     if !FORK_GATE.leave() {
         return;

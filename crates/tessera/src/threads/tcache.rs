@@ -521,16 +521,24 @@ impl ThreadCache {
         }
     }
 
-    /// The free fast path: caches `mem` (a validated in-use chunk of class
-    /// `c`) and returns true if class c has room and `mem` does not carry
-    /// the cache key; else returns false and leaves everything to
-    /// [`push`](Self::push). Calls nothing, so the inlined fast path needs no
-    /// saved registers. `secret` is `registry::key_initialized()`.
+    /// The free fast path: caches `mem` (a validated in-use chunk of list
+    /// `c`'s class) and returns true if list c has room and `mem` does not
+    /// carry the cache key; else returns false and leaves everything to
+    /// [`push`](Self::push). `foreign`: c is a foreign class (see
+    /// [`link_entry`](Self::link_entry)); a constant where inlined. Calls
+    /// nothing, so the inlined fast path needs no saved registers.
+    /// `secret` is `registry::key_initialized()`.
     ///
     /// # Safety
     /// `this` is this thread's cache or [`UNUSED`].
     #[inline(always)]
-    pub(crate) unsafe fn try_push(this: *mut Self, c: usize, mem: *mut u8, secret: usize) -> bool {
+    pub(crate) unsafe fn try_push(
+        this: *mut Self,
+        c: usize,
+        mem: *mut u8,
+        secret: usize,
+        foreign: bool,
+    ) -> bool {
         let c = c & (NCLASSES - 1);
         // SAFETY: `this` is readable (caller); with room, it is this
         // thread's own cache (`UNUSED` has none), borrowed nowhere else.
@@ -541,37 +549,27 @@ impl ThreadCache {
             {
                 return false;
             }
-            (*this).link(c, mem, secret);
+            // (`link` itself where not foreign: written as one call with
+            // `foreign` folded, the compiler kept `room` in a register,
+            // two instructions more per free.)
+            if foreign {
+                (*this).link_entry(c, mem, secret, true);
+            } else {
+                (*this).link(c, mem, secret);
+            }
         }
         true
     }
 
-    /// [`try_push`](Self::try_push) for foreign class `l`, which also
-    /// records the tail of the list when `mem` is its first entry.
-    ///
-    /// # Safety
-    /// As for `try_push`; `l` is a foreign class.
+    /// [`link`](Self::link), and for a foreign class (`foreign`) the entry
+    /// that starts an empty list is remembered as its tail, whose link
+    /// adoption rewrites (see [`adopt`](Self::adopt)).
     #[inline(always)]
-    pub(crate) unsafe fn try_push_foreign(
-        this: *mut Self,
-        l: usize,
-        mem: *mut u8,
-        secret: usize,
-    ) -> bool {
-        let l = l & (NCLASSES - 1);
-        // SAFETY: as in `try_push`.
-        unsafe {
-            if (*this).room[l] == 0
-                || (CHECKS && mem.cast::<usize>().add(1).read() == key_word(secret))
-            {
-                return false;
-            }
-            if (*this).heads[l] == EMPTY {
-                (*this).last[l] = mem;
-            }
-            (*this).link(l, mem, secret);
+    fn link_entry(&mut self, c: usize, mem: *mut u8, secret: usize, foreign: bool) {
+        if foreign && self.heads[c] == EMPTY {
+            self.last[c] = mem;
         }
-        true
+        self.link(c, mem, secret);
     }
 
     /// Puts `mem` at the head of class `c` (which has room).
@@ -602,10 +600,7 @@ impl ThreadCache {
         if CHECKS && unsafe { mem.cast::<usize>().add(1).read() } == key_word(secret) {
             self.check_double_free(c, mem);
         }
-        if c >= FOREIGN_BASE && self.heads[c] == EMPTY {
-            self.last[c] = mem;
-        }
-        self.link(c, mem, secret);
+        self.link_entry(c, mem, secret, c >= FOREIGN_BASE);
         true
     }
 
@@ -1477,11 +1472,7 @@ unsafe fn free_small(ptr: *mut u8, tc: *mut ThreadCache, foreign: bool) -> bool 
     unsafe {
         if CHECKS && !next.mark_agrees() {
             free_next_suspect(l, ptr);
-        } else if !(if foreign {
-            ThreadCache::try_push_foreign(tc, l, ptr, secret)
-        } else {
-            ThreadCache::try_push(tc, l, ptr, secret)
-        }) {
+        } else if !ThreadCache::try_push(tc, l, ptr, secret, foreign) {
             free_cacheable(l, ptr);
         }
     }
