@@ -15,7 +15,6 @@
 use crate::alloc::RawAlloc;
 use crate::mem;
 use crate::workloads::{Params, Workload};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -149,18 +148,7 @@ impl Plan {
         let cases = self.cases();
         let n = self.allocators.len();
         let per_case = (n * self.reps + if self.memory { n } else { 0 }) as u64;
-        let bar = if self.progress {
-            ProgressBar::new(per_case * cases.len() as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+        let bar = crate::report::progress_bar(per_case * cases.len() as u64, self.progress);
         let mut cells = Vec::new();
         let mut problems = Vec::new();
         for case in &cases {

@@ -406,6 +406,24 @@ pub fn json(r: &Results, s: &Summary, m: &Meta) -> Value {
     })
 }
 
+/// The progress bar of a long run (`len` steps; hidden unless `visible`),
+/// the same for the suite, the shapes and the service workload.
+pub fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
+    let bar = if visible {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,6 @@ use crate::rng::Rng;
 use crate::shapes::report;
 use crate::svg::{self, Series};
 use crate::workloads::{tag_of, Slot};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::process::Command;
@@ -452,18 +451,7 @@ impl Plan {
         let start = Instant::now();
         let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
         let n = self.doors.len();
-        let bar = if self.progress {
-            ProgressBar::new((n * self.reps) as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+        let bar = crate::report::progress_bar((n * self.reps) as u64, self.progress);
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); n];
         let mut problems = Vec::new();
         for rep in 0..self.reps {

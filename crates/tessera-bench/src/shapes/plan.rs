@@ -16,7 +16,6 @@ use super::{ChildLine, Shape};
 use crate::harness::median;
 use crate::preload::Door;
 use crate::proc;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -192,18 +191,8 @@ impl Plan {
     pub fn run(&self) -> Result<Outcomes, String> {
         let start = Instant::now();
         let n = self.doors.len();
-        let bar = if self.progress {
-            ProgressBar::new((self.entries.len() * n * self.reps) as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} eta {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+        let bar =
+            crate::report::progress_bar((self.entries.len() * n * self.reps) as u64, self.progress);
         let inputs = if self.entries.iter().any(Entry::is_program) {
             Some(Inputs::write(self.scale).map_err(|e| format!("writing program inputs: {e}"))?)
         } else {
