@@ -182,7 +182,8 @@ USAGE: tessera-bench shapes [OPTIONS]     the field's workload shapes and real p
   --scale F           multiplies the operation counts [default: 1]
   --only LIST         shapes to run, comma-separated (see --list; shapes only)
   --allocators LIST   glibc (always added), tessera, mimalloc, jemalloc, tcmalloc, jemalloc-bg
-                      or NAME=PATH.so [default: all but jemalloc-bg; service: all]
+                      or NAME=PATH.so, or NAME=PATH.so?KEY=VALUE&... (environment for
+                      that door only) [default: all but jemalloc-bg; service: all]
   --cores N           cores the thread counts are derived from [default: this machine's]
   --idle SECONDS      the service's idle period [default: 3]
   --tessera-lib PATH  preload this libtessera.so as `tessera` (also $TESSERA_LIB)

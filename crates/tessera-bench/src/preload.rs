@@ -214,16 +214,35 @@ pub fn system_door(name: &str) -> Option<Result<Door, String>> {
     })
 }
 
-/// A door for any library: `NAME=PATH`.
+/// A door for any library: `NAME=PATH`, optionally followed by
+/// environment variables for its processes only, `NAME=PATH?KEY=VALUE&...`
+/// (to compare one library under two settings side by side:
+/// `a2=target/release/libtessera.so?TESSERA_ARENA_MAX=2`).
 pub fn custom_door(spec: &str) -> Option<Result<Door, String>> {
-    let (name, path) = spec.split_once('=')?;
+    let (name, rest) = spec.split_once('=')?;
+    let (path, vars) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut env = Vec::new();
+    for var in vars.split('&').filter(|v| !v.is_empty()) {
+        match var.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+            _ => {
+                return Some(Err(format!(
+                    "{name}: `{var}` is not KEY=VALUE (NAME=PATH?KEY=VALUE&KEY=VALUE)"
+                )))
+            }
+        }
+    }
     let path = PathBuf::from(path);
     Some(if path.is_file() {
+        let mut about = describe_file(&path);
+        for (k, v) in &env {
+            about.push_str(&format!(" {k}={v}"));
+        }
         Ok(Door {
             name: name.to_string(),
-            about: describe_file(&path),
+            about,
             lib: Some(path),
-            env: Vec::new(),
+            env,
         })
     } else {
         Err(format!("{name}: no file {}", path.display()))
@@ -449,6 +468,21 @@ mod tests {
         assert!(e.contains("unknown allocator"), "{e}");
         assert!(custom_door("x=/no/such/file.so").unwrap().is_err());
         assert!(custom_door("plain").is_none());
+        let me = std::env::current_exe().unwrap();
+        let spec = format!("a2={}?TESSERA_ARENA_MAX=2&X=", me.display());
+        let d = custom_door(&spec).unwrap().unwrap();
+        assert_eq!(d.name, "a2");
+        assert_eq!(d.lib.as_deref(), Some(me.as_path()));
+        let env = [
+            ("TESSERA_ARENA_MAX".into(), "2".into()),
+            ("X".into(), "".into()),
+        ];
+        assert_eq!(d.env, env);
+        let bad = format!("b={}?NOVALUE", me.display());
+        assert!(custom_door(&bad)
+            .unwrap()
+            .unwrap_err()
+            .contains("KEY=VALUE"));
         let doors = resolve(&["glibc".into()], &[], &TesseraLib::Existing).unwrap();
         assert_eq!(doors.len(), 1);
     }

@@ -150,6 +150,7 @@ impl<S: PageSource> Heap<S> {
                 attached: AtomicUsize::new(0),
                 uses: AtomicUsize::new(0),
                 decayed_at: 0,
+                dirty_mark: 0,
                 debug: DebugConfig::default(),
                 quick: ptr::null_mut(),
                 abandoned: false,

@@ -173,6 +173,11 @@ pub struct State<S: PageSource> {
     /// When (ms, see `threads::decay`) a slow path last ran decay on this
     /// arena; written under the lock.
     pub(crate) decayed_at: u64,
+    /// With a decay delay of 0 (`threads::arena::purge_at_unlock`): the
+    /// unpurged tree-bin bytes (`tree_bytes - purged`) after the last purge,
+    /// lowered as they fall; the next purge waits until they exceed it by
+    /// `DIRTY_FLOOR`. Written under the lock.
+    pub(crate) dirty_mark: usize,
     /// The expensive tier of checks (see `debug`).
     pub(crate) debug: DebugConfig,
     /// The arena's quick lists (see `super::quick`); null for a

@@ -493,7 +493,51 @@ pub(crate) unsafe fn try_lock(a: *mut Arena) -> bool {
 #[inline]
 pub(crate) unsafe fn unlock(a: *mut Arena) {
     // SAFETY: forwarded to the caller.
-    unsafe { (*a).lock.unlock() };
+    unsafe {
+        if PURGE_AT_UNLOCK.load(Ordering::Relaxed) {
+            purge_at_unlock(&mut *a);
+        }
+        (*a).lock.unlock()
+    };
+}
+
+/// Unpurged free bytes in an arena's tree bins below which decay does not
+/// walk them (the walk is not free, and so little is not worth it).
+pub const DIRTY_FLOOR: usize = 1 << 20;
+
+/// Set while the decay delay is 0 (`threads::decay::set_delay_ms`).
+static PURGE_AT_UNLOCK: AtomicBool = AtomicBool::new(false);
+
+/// Turns [`purge_at_unlock`] on or off.
+pub(crate) fn set_purge_at_unlock(on: bool) {
+    PURGE_AT_UNLOCK.store(on, Ordering::Relaxed);
+}
+
+/// With a decay delay of 0 (as jemalloc's `dirty_decay_ms:0`), free pages
+/// do not wait for the decay thread: once the arena's unpurged tree-bin
+/// bytes have grown by more than [`DIRTY_FLOOR`] since its last purge,
+/// every free page of its tree bins is purged before the lock is let go.
+/// The floor keeps the walk over the tree bins to one per MiB freed; what
+/// stays resident is at most that MiB per arena, the partial pages at the
+/// ends of free chunks, the small bins, the quick lists and the thread
+/// caches. The price is a page fault for every page reused afterwards
+/// (docs/benchmarks.md, "Trading time for memory"). Off, `unlock` pays one
+/// relaxed load and a branch.
+///
+/// # Safety
+/// The caller holds `a`'s lock.
+#[cold]
+#[inline(never)]
+unsafe fn purge_at_unlock(a: &mut Arena) {
+    let dirty = a.tree_bytes.saturating_sub(a.purged);
+    if dirty < a.dirty_mark {
+        a.dirty_mark = dirty;
+    }
+    if dirty > a.dirty_mark + DIRTY_FLOOR {
+        // SAFETY: the caller holds the lock.
+        unsafe { a.purge(usize::MAX, 0) };
+        a.dirty_mark = a.tree_bytes.saturating_sub(a.purged);
+    }
 }
 
 std::thread_local! {

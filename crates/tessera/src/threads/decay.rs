@@ -47,9 +47,7 @@ pub const TICK_MS: u64 = 100;
 /// Idle time after which an arena gives back everything it holds, by
 /// default.
 pub const DEFAULT_DELAY_MS: usize = 1000;
-/// Unpurged free bytes in an arena's tree bins below which decay does not
-/// walk them (the walk is not free, and so little is not worth it).
-pub const DIRTY_FLOOR: usize = 1 << 20;
+pub use crate::threads::arena::DIRTY_FLOOR;
 
 static DELAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_DELAY_MS);
 
@@ -58,9 +56,11 @@ pub fn delay_ms() -> usize {
     DELAY_MS.load(Ordering::Relaxed)
 }
 
-/// Sets [`delay_ms`] (0: give back at the next tick an arena is seen idle).
+/// Sets [`delay_ms`] (0: purge at once, see `arena::unlock`, and give
+/// back at the next tick an arena is seen idle).
 pub(crate) fn set_delay_ms(ms: usize) {
     DELAY_MS.store(ms, Ordering::Relaxed);
+    arena::set_purge_at_unlock(ms == 0);
 }
 
 /// When the background thread may start.
