@@ -5,11 +5,13 @@
 //! - **arena**: one [`State`] (a whole heap) in the static slot table, with
 //!   its `lock`, its `remote` free stack and its count of `attached` threads.
 //! - **binding**: each thread uses one arena for its allocations (kept in a
-//!   thread-local of this module, `BOUND`). A thread that finds its arena locked tries the others,
-//!   creates a new one while under the limit (default 2 x cores; glibc's
-//!   M_ARENA_MAX default is 8 x cores: see `limit` for why fewer
-//!   glibc's M_ARENA_MAX), and only then waits. New threads prefer arenas no
-//!   thread is attached to (those of exited threads).
+//!   thread-local of this module, `BOUND`). A thread that finds its arena
+//!   locked waits if it is the only thread bound to it (the holder is a
+//!   visitor: see `lock_contended`); if the arena is shared, it tries the
+//!   others, creates a new one while under the limit (default 2 x cores;
+//!   glibc's M_ARENA_MAX default is 8 x cores: see `limit` for why fewer),
+//!   and only then waits. New threads prefer arenas no thread is attached
+//!   to (those of exited threads).
 //! - **owner**: the arena a chunk belongs to: the segment record at
 //!   `chunk & !(SEGMENT_SIZE - 1)` names it (one mask, one load, no bytes
 //!   per chunk), or the mapping header for a direct chunk.
@@ -668,6 +670,19 @@ fn lock_for_thread(bound: &mut *mut Arena) -> *mut Arena {
 #[inline(never)]
 fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
     let a = *bound;
+    // An arena no other thread is bound to is held by a visitor (another
+    // thread's cache flushing chunks home, the decay pass) that leaves
+    // soon: wait for it. Moving instead spreads one thread's memory over
+    // every arena it ever found busy (xmalloc's producers, whose
+    // consumers flush into their arenas, moved 119 times in a run and
+    // grew four arenas instead of two).
+    // (While a fork is under way, the old way: see the module docs.)
+    // SAFETY: arenas are never freed.
+    if unsafe { !(*a).abandoned && (*a).attached.load(Ordering::Relaxed) <= 1 }
+        && !FORKING.load(Ordering::Acquire)
+    {
+        return wait_for(a);
+    }
     let n = count();
     let start = (0..n).position(|i| get(i) == a).unwrap_or(0);
     // Another existing arena that is free right now.
@@ -697,7 +712,12 @@ fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
         }
         return lock_for_thread(bound);
     }
-    // Wait for our own, unless a fork needs every lock.
+    wait_for(a)
+}
+
+/// Locks the thread's own arena `a`, waiting, unless a fork needs every
+/// lock (then null).
+fn wait_for(a: *mut Arena) -> *mut Arena {
     loop {
         // SAFETY: arenas are never freed.
         unsafe {
@@ -711,7 +731,10 @@ fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
         // SAFETY: arenas are never freed.
         if unsafe { (*a).lock.lock_timeout_ms(1) } {
             // SAFETY: we hold the lock now.
-            unsafe { drain_remote(&mut *a) };
+            unsafe {
+                note_use(&*a);
+                drain_remote(&mut *a);
+            }
             return a;
         }
     }
