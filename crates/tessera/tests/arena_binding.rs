@@ -10,16 +10,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tessera::global;
 
-/// The index of the arena whose heap holds `p`.
-fn arena_of(p: *mut u8) -> usize {
-    let mut found = None;
-    global::for_each_heap(&mut |i, h| {
-        if h.owns(p) {
-            found = Some(i);
-        }
-    });
-    found.unwrap_or_else(|| panic!("{p:?} is in no arena"))
-}
+mod common;
+use common::arena_of;
 
 /// 0: the worker is bound; 1: its arena is held, malloc now; 2: done.
 static STEP: AtomicU8 = AtomicU8::new(0);
