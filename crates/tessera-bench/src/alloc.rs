@@ -75,6 +75,36 @@ pub trait RawAlloc: Sync {
     fn describe(&self) -> String;
 }
 
+/// Implements the four calls of [`RawAlloc`] for an allocator with C's
+/// entry points: `malloc(size)`, `free(p)`, `realloc(p, new)` and
+/// `calloc(count, size)`, each an `unsafe extern "C"` function of the given
+/// path (the requested sizes that `free` and `realloc` receive are not
+/// passed on: C does not pass them).
+macro_rules! c_entry_points {
+    ($malloc:path, $free:path, $realloc:path, $calloc:path) => {
+        #[inline]
+        unsafe fn malloc(&self, size: usize) -> *mut u8 {
+            // SAFETY: a plain C call with any size.
+            unsafe { $malloc(size).cast() }
+        }
+        #[inline]
+        unsafe fn free(&self, p: *mut u8, _size: usize) {
+            // SAFETY: `p` is a live block of this allocator (caller).
+            unsafe { $free(p.cast()) }
+        }
+        #[inline]
+        unsafe fn realloc(&self, p: *mut u8, _old: usize, new: usize) -> *mut u8 {
+            // SAFETY: `p` is a live block of this allocator (caller).
+            unsafe { $realloc(p.cast(), new).cast() }
+        }
+        #[inline]
+        unsafe fn calloc(&self, size: usize) -> *mut u8 {
+            // SAFETY: a plain C call with any size.
+            unsafe { $calloc(1, size).cast() }
+        }
+    };
+}
+
 /// glibc's malloc, the system allocator.
 pub struct Glibc;
 
@@ -82,26 +112,7 @@ impl RawAlloc for Glibc {
     fn name(&self) -> &'static str {
         "glibc"
     }
-    #[inline]
-    unsafe fn malloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain libc call.
-        unsafe { libc::malloc(size).cast() }
-    }
-    #[inline]
-    unsafe fn free(&self, p: *mut u8, _size: usize) {
-        // SAFETY: `p` is a live libc block (caller).
-        unsafe { libc::free(p.cast()) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, p: *mut u8, _old: usize, new: usize) -> *mut u8 {
-        // SAFETY: `p` is a live libc block (caller).
-        unsafe { libc::realloc(p.cast(), new).cast() }
-    }
-    #[inline]
-    unsafe fn calloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain libc call.
-        unsafe { libc::calloc(1, size).cast() }
-    }
+    c_entry_points!(libc::malloc, libc::free, libc::realloc, libc::calloc);
     fn describe(&self) -> String {
         extern "C" {
             fn gnu_get_libc_version() -> *const c_char;
@@ -122,26 +133,8 @@ impl RawAlloc for ProcessMalloc {
     fn name(&self) -> &'static str {
         "malloc"
     }
-    #[inline]
-    unsafe fn malloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain libc call (bound to the preloaded library, if any).
-        unsafe { libc::malloc(size).cast() }
-    }
-    #[inline]
-    unsafe fn free(&self, p: *mut u8, _size: usize) {
-        // SAFETY: `p` is a live block of this process's malloc (caller).
-        unsafe { libc::free(p.cast()) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, p: *mut u8, _old: usize, new: usize) -> *mut u8 {
-        // SAFETY: `p` is a live block of this process's malloc (caller).
-        unsafe { libc::realloc(p.cast(), new).cast() }
-    }
-    #[inline]
-    unsafe fn calloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain libc call.
-        unsafe { libc::calloc(1, size).cast() }
-    }
+    // (Bound to the preloaded library, if any.)
+    c_entry_points!(libc::malloc, libc::free, libc::realloc, libc::calloc);
     fn describe(&self) -> String {
         format!(
             "this process's malloc, from {}",
@@ -195,26 +188,12 @@ impl RawAlloc for Mimalloc {
     fn name(&self) -> &'static str {
         "mimalloc"
     }
-    #[inline]
-    unsafe fn malloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain mimalloc call.
-        unsafe { libmimalloc_sys::mi_malloc(size).cast() }
-    }
-    #[inline]
-    unsafe fn free(&self, p: *mut u8, _size: usize) {
-        // SAFETY: `p` is a live mimalloc block (caller).
-        unsafe { libmimalloc_sys::mi_free(p.cast()) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, p: *mut u8, _old: usize, new: usize) -> *mut u8 {
-        // SAFETY: `p` is a live mimalloc block (caller).
-        unsafe { libmimalloc_sys::mi_realloc(p.cast(), new).cast() }
-    }
-    #[inline]
-    unsafe fn calloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain mimalloc call.
-        unsafe { mi_calloc(1, size).cast() }
-    }
+    c_entry_points!(
+        libmimalloc_sys::mi_malloc,
+        libmimalloc_sys::mi_free,
+        libmimalloc_sys::mi_realloc,
+        mi_calloc
+    );
     fn describe(&self) -> String {
         // SAFETY: no preconditions.
         let v = unsafe { mi_version() };
@@ -230,26 +209,12 @@ impl RawAlloc for Jemalloc {
     fn name(&self) -> &'static str {
         "jemalloc"
     }
-    #[inline]
-    unsafe fn malloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain jemalloc call.
-        unsafe { tikv_jemalloc_sys::malloc(size).cast() }
-    }
-    #[inline]
-    unsafe fn free(&self, p: *mut u8, _size: usize) {
-        // SAFETY: `p` is a live jemalloc block (caller).
-        unsafe { tikv_jemalloc_sys::free(p.cast()) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, p: *mut u8, _old: usize, new: usize) -> *mut u8 {
-        // SAFETY: `p` is a live jemalloc block (caller).
-        unsafe { tikv_jemalloc_sys::realloc(p.cast(), new).cast() }
-    }
-    #[inline]
-    unsafe fn calloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: plain jemalloc call.
-        unsafe { tikv_jemalloc_sys::calloc(1, size).cast() }
-    }
+    c_entry_points!(
+        tikv_jemalloc_sys::malloc,
+        tikv_jemalloc_sys::free,
+        tikv_jemalloc_sys::realloc,
+        tikv_jemalloc_sys::calloc
+    );
     fn describe(&self) -> String {
         let mut v: *const c_char = std::ptr::null();
         let mut len = std::mem::size_of::<*const c_char>();
