@@ -84,15 +84,22 @@ fn svg_elements(path: &PathBuf, tag: &str) -> usize {
     doc.descendants().filter(|n| n.has_tag_name(tag)).count()
 }
 
-#[test]
-fn every_shape_agrees_under_every_preload() {
-    let mut doors = vec!["tessera"];
-    doors.extend(baselines());
-    let json = tmp("shapes.json");
-    let svg = tmp("shapes.svg");
+/// Runs `tessera-bench COMMAND ARGS --allocators DOORS` with its JSON and
+/// SVG in the temporary directory; returns its stdout, the JSON (whose
+/// schema is `tessera-bench-COMMAND/1` and which lists no problems) and
+/// the SVG's path.
+fn run_door_command(
+    command: &str,
+    args: &[&str],
+    doors: &[&str],
+) -> (String, serde_json::Value, PathBuf) {
+    let json = tmp(&format!("{command}.json"));
+    let svg = tmp(&format!("{command}.svg"));
     let stdout = run_ok(
         bench()
-            .args(["shapes", "--scale", "0.01", "--reps", "1", "--no-progress"])
+            .arg(command)
+            .args(args)
+            .arg("--no-progress")
             .arg("--allocators")
             .arg(doors.join(","))
             .arg("--json")
@@ -100,15 +107,23 @@ fn every_shape_agrees_under_every_preload() {
             .arg("--svg")
             .arg(&svg),
     );
-    assert!(stdout.contains("Targets"), "{stdout}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(v["schema"], "tessera-bench-shapes/1");
+    assert_eq!(v["schema"], format!("tessera-bench-{command}/1"));
     assert!(
         v["problems"].as_array().unwrap().is_empty(),
         "{}",
         v["problems"]
     );
+    (stdout, v, svg)
+}
+
+#[test]
+fn every_shape_agrees_under_every_preload() {
+    let mut doors = vec!["tessera"];
+    doors.extend(baselines());
+    let (stdout, v, svg) = run_door_command("shapes", &["--scale", "0.01", "--reps", "1"], &doors);
+    assert!(stdout.contains("Targets"), "{stdout}");
     let results = v["results"].as_array().unwrap();
     let shapes: Vec<&str> = v["shapes"]
         .as_array()
@@ -169,28 +184,12 @@ fn service_runs_and_agrees() {
     if found.contains(&"jemalloc") {
         doors.push("jemalloc-bg");
     }
-    let json = tmp("service.json");
-    let svg = tmp("service.svg");
-    let stdout = run_ok(
-        bench()
-            .args(["service", "--scale", "0.05", "--reps", "1", "--idle", "0.1"])
-            .arg("--no-progress")
-            .arg("--allocators")
-            .arg(doors.join(","))
-            .arg("--json")
-            .arg(&json)
-            .arg("--svg")
-            .arg(&svg),
+    let (stdout, v, svg) = run_door_command(
+        "service",
+        &["--scale", "0.05", "--reps", "1", "--idle", "0.1"],
+        &doors,
     );
     assert!(stdout.contains("RSS / live"), "{stdout}");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(v["schema"], "tessera-bench-service/1");
-    assert!(
-        v["problems"].as_array().unwrap().is_empty(),
-        "{}",
-        v["problems"]
-    );
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), doors.len() + 1);
     let first = &results[0]["runs"][0];

@@ -18,6 +18,7 @@
 
 use super::{Outcome, Shape};
 use crate::alloc::RawAlloc;
+use crate::workloads::cache::seed_objects;
 use crate::workloads::{on_threads, Params};
 
 /// See the module docs.
@@ -96,16 +97,7 @@ impl Shape for CacheScratch {
     }
     fn run(&self, a: &dyn RawAlloc, p: &Params) -> Outcome {
         let objects = p.ops(OBJECTS);
-        let seeds: Vec<usize> = (0..p.threads)
-            .map(|i| {
-                // SAFETY: OBJ >= 1; each block is freed by its worker.
-                let q = unsafe { a.malloc(OBJ) };
-                assert!(!q.is_null(), "{}: malloc failed", a.name());
-                // SAFETY: a fresh OBJ-byte block.
-                unsafe { q.write_bytes(i as u8, OBJ) };
-                q as usize
-            })
-            .collect();
+        let seeds = seed_objects(a, p.threads, OBJ);
         let checksum = on_threads(p.threads, |me| {
             let q = seeds[me] as *mut u8;
             // SAFETY: the block the main thread made for this worker.

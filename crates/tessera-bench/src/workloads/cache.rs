@@ -70,6 +70,24 @@ impl Workload for CacheThrash {
     }
 }
 
+/// The start of cache-scratch (the suite's workload and the shape alike):
+/// the calling (main) thread allocates one `size`-byte object per worker,
+/// one after the other (so likely on one cache line), each filled with its
+/// worker's index; the workers free them. Returns their addresses.
+pub fn seed_objects(a: &dyn RawAlloc, workers: usize, size: usize) -> Vec<usize> {
+    assert!(size >= 1);
+    (0..workers)
+        .map(|i| {
+            // SAFETY: size >= 1; each block is freed by its worker.
+            let q = unsafe { a.malloc(size) };
+            assert!(!q.is_null(), "{}: malloc failed", a.name());
+            // SAFETY: a fresh block of `size` bytes.
+            unsafe { q.write_bytes(i as u8, size) };
+            q as usize
+        })
+        .collect()
+}
+
 impl Workload for CacheScratch {
     fn name(&self) -> &str {
         "cache-scratch"
@@ -83,16 +101,7 @@ impl Workload for CacheScratch {
     fn run(&self, a: &dyn RawAlloc, p: &Params) -> u64 {
         let cycles = p.ops(CYCLES);
         // Allocated consecutively by this (the main) thread: likely on one line.
-        let seeds: Vec<usize> = (0..p.threads)
-            .map(|i| {
-                // SAFETY: OBJ >= 1; each block is freed by its worker.
-                let q = unsafe { a.malloc(OBJ) };
-                assert!(!q.is_null(), "{}: malloc failed", a.name());
-                // SAFETY: a fresh block of OBJ bytes.
-                unsafe { q.write_bytes(i as u8, OBJ) };
-                q as usize
-            })
-            .collect();
+        let seeds = seed_objects(a, p.threads, OBJ);
         on_threads(p.threads, |me| {
             let q = seeds[me] as *mut u8;
             // SAFETY: the block the main thread made for this worker.

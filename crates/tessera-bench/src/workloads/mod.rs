@@ -18,7 +18,7 @@
 use crate::alloc::RawAlloc;
 use crate::rng::Rng;
 
-mod cache;
+pub(crate) mod cache;
 mod churn;
 mod large;
 mod larson;
