@@ -11,29 +11,11 @@
 use crate::film::Comparison;
 use std::fmt::Write;
 use tessera_viz::html::{escape_html, fill, roles_json, PageTable, EXPLORER_CSS};
+use tessera_viz::json::string;
 
 const TEMPLATE: &str = include_str!("../assets/compare.html");
 const STYLE: &str = include_str!("../assets/compare.css");
 const SCRIPT: &str = include_str!("../assets/compare.js");
-
-fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 fn strings(out: &mut String, v: &[String]) {
     out.push('[');

@@ -31,7 +31,7 @@ pub mod bins;
 pub mod files;
 pub mod film;
 pub mod html;
-mod json;
+pub mod json;
 pub mod page;
 pub mod role;
 pub mod session;
