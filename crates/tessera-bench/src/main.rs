@@ -118,6 +118,31 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The end of every command: the JSON (pretty) and the SVG written, where
+/// they went said, and the exit code: failure if any run had a problem.
+fn finish(
+    json_path: &Path,
+    json: &serde_json::Value,
+    svg_path: &Path,
+    svg: &str,
+    wall: f64,
+    clean: bool,
+) -> Result<ExitCode, String> {
+    let text = serde_json::to_string_pretty(json).map_err(|e| e.to_string())?;
+    write_file(json_path, &text)?;
+    write_file(svg_path, svg)?;
+    println!(
+        "\nwrote {} and {} ({wall:.0} s)",
+        json_path.display(),
+        svg_path.display()
+    );
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn run(opts: &Options) -> Result<ExitCode, String> {
     if opts.help {
         println!("{USAGE}");
@@ -209,20 +234,14 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             .collect(),
     };
     let json = report::json(&results, &summary, &meta);
-    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
-    write_file(&opts.json, &text)?;
-    write_file(&opts.svg, &svg::chart(&summary, plan.memory))?;
-    println!(
-        "\nwrote {} and {} ({:.0} s)",
-        opts.json.display(),
-        opts.svg.display(),
-        results.wall
-    );
-    Ok(if results.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    finish(
+        &opts.json,
+        &json,
+        &opts.svg,
+        &svg::chart(&summary, plan.memory),
+        results.wall,
+        results.problems.is_empty(),
+    )
 }
 
 /// `--shape-child NAME THREADS SCALE`: runs one shape on this process's
@@ -372,25 +391,19 @@ fn run_shapes(opts: &DoorOptions) -> Result<ExitCode, String> {
         load_start,
     };
     let json = shapes::report::json(&outcomes, &summary, &targets, &meta);
-    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
-    write_file(&opts.json, &text)?;
     let labels = svg::Labels {
         title: "tessera-bench shapes (LD_PRELOAD)",
         time: "Time, ratio to glibc (median; lower is better)",
         memory: "Peak RSS of the process, ratio to glibc (median; lower is better)",
     };
-    write_file(&opts.svg, &svg::chart_with(&summary, true, &labels))?;
-    println!(
-        "\nwrote {} and {} ({:.0} s)",
-        opts.json.display(),
-        opts.svg.display(),
-        outcomes.wall
-    );
-    Ok(if outcomes.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    finish(
+        &opts.json,
+        &json,
+        &opts.svg,
+        &svg::chart_with(&summary, true, &labels),
+        outcomes.wall,
+        outcomes.problems.is_empty(),
+    )
 }
 
 fn run_service(opts: &DoorOptions) -> Result<ExitCode, String> {
@@ -425,18 +438,12 @@ fn run_service(opts: &DoorOptions) -> Result<ExitCode, String> {
     print!("{}", service::table(&outcomes, &plan, &targets));
     let mut json = service::json_doc(&outcomes, &plan, &targets, opts.quick);
     json["config"]["loadavg_start"] = load_start.into();
-    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
-    write_file(&opts.json, &text)?;
-    write_file(&opts.svg, &service::plot(&outcomes, &plan))?;
-    println!(
-        "\nwrote {} and {} ({:.0} s)",
-        opts.json.display(),
-        opts.svg.display(),
-        outcomes.wall
-    );
-    Ok(if outcomes.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    finish(
+        &opts.json,
+        &json,
+        &opts.svg,
+        &service::plot(&outcomes, &plan),
+        outcomes.wall,
+        outcomes.problems.is_empty(),
+    )
 }
