@@ -232,7 +232,9 @@ pub fn custom_door(spec: &str) -> Option<Result<Door, String>> {
             }
         }
     }
-    let path = PathBuf::from(path);
+    // Absolute: the real programs run in a directory of their own, where a
+    // relative LD_PRELOAD path would name nothing.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
     Some(if path.is_file() {
         let mut about = describe_file(&path);
         for (k, v) in &env {
@@ -453,6 +455,20 @@ pub fn resolve(
 mod tests {
     use super::*;
 
+    /// `path` relative to `base` (both absolute), with `..` as needed.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        for c in &p[common..] {
+            out.push(c);
+        }
+        out
+    }
+
     #[test]
     fn glibc_door_matches_libc_only() {
         let g = Door::glibc();
@@ -472,12 +488,19 @@ mod tests {
         let spec = format!("a2={}?TESSERA_ARENA_MAX=2&X=", me.display());
         let d = custom_door(&spec).unwrap().unwrap();
         assert_eq!(d.name, "a2");
-        assert_eq!(d.lib.as_deref(), Some(me.as_path()));
+        assert_eq!(d.lib, Some(std::fs::canonicalize(&me).unwrap()));
         let env = [
             ("TESSERA_ARENA_MAX".into(), "2".into()),
             ("X".into(), "".into()),
         ];
         assert_eq!(d.env, env);
+        // A relative path is made absolute (the programs run elsewhere).
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(&me, &cwd);
+        let d = custom_door(&format!("r={}", rel.display()))
+            .unwrap()
+            .unwrap();
+        assert!(d.lib.as_ref().unwrap().is_absolute(), "{:?}", d.lib);
         let bad = format!("b={}?NOVALUE", me.display());
         assert!(custom_door(&bad)
             .unwrap()
