@@ -120,7 +120,9 @@ impl<S: PageSource> State<S> {
             let mut seg = self.segments;
             let mut prev_seg: *mut Segment = core::ptr::null_mut();
             let mut n = 0usize;
+            let mut saw_spare = self.spare.is_null();
             while !seg.is_null() {
+                saw_spare |= seg == self.spare;
                 n += 1;
                 if n > (1 << 21) {
                     return fail(seg, "segment list is cyclic");
@@ -140,6 +142,9 @@ impl<S: PageSource> State<S> {
             }
             if !tally.saw_top {
                 return fail(self.top, "top lies in a segment of this heap");
+            }
+            if !saw_spare {
+                return fail(self.spare, "the spare is null or a segment of this heap");
             }
             if !self.dv.is_null() && !tally.saw_dv {
                 return fail(self.dv, "dv lies in a segment of this heap");

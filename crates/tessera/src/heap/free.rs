@@ -210,7 +210,7 @@ impl<S: PageSource> State<S> {
             } else {
                 Chunk::set_free_with_pinuse(p, psize, next);
             }
-            self.bin_unless_released(p, psize, Segment::of(p.cast()));
+            self.bin_unless_released(p, psize, Segment::of(p.cast()), true);
         }
     }
 
@@ -222,7 +222,7 @@ impl<S: PageSource> State<S> {
         let (dv, dvsize) = (self.dv, self.dvsize);
         // SAFETY: the dv is a free chunk in no bin.
         unsafe {
-            match self.release_if_empty(dv, dvsize, Segment::of(dv.cast())) {
+            match self.release_if_empty(dv, dvsize, Segment::of(dv.cast()), true) {
                 Emptied::No => {}
                 Emptied::Released => {
                     self.dv = ptr::null_mut();

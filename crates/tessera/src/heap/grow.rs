@@ -169,7 +169,7 @@ impl<S: PageSource> State<S> {
             Segment::write_fencepost(seg, false);
 
             Chunk::set_free_with_pinuse_only(old_top, old_size);
-            self.bin_unless_released(old_top, old_size, old_seg);
+            self.bin_unless_released(old_top, old_size, old_seg, true);
         }
         true
     }
@@ -179,6 +179,21 @@ impl<S: PageSource> State<S> {
     /// holds the state and so must stay, decommits all but its first
     /// granule. The chunk must not be in a bin; the caller bins what is left.
     ///
+    /// With `keep` (a free, not a sweep) in an arena of the process
+    /// allocator, the segment is kept as it is, the heap's
+    /// [`spare`](State::spare), unless the spare it has is still empty (so
+    /// one empty segment at a time waits for reuse): a program that frees the last block of a segment and then
+    /// allocates as much again (large blocks replaced one by one) would
+    /// otherwise unmap the segment and fault a new one in at every turn
+    /// (dlmalloc itself looks for empty segments only every 4095 frees).
+    /// Measured on the `large` shape: 92.5 k page faults -> 76.8 k, time
+    /// -15 to -20%, peak RSS 181 -> 161 MB. Keeping every empty segment
+    /// within the trim threshold, or one while no other segment is empty
+    /// (found by a walk), faulted less (68.8 k) but peaked at 204 MB. A kept segment goes back with the rest: decay purges its pages
+    /// like any free chunk's, and the sweeps (`release_unused_segments`:
+    /// idle return, `malloc_trim`) unmap it. A standalone heap has no decay
+    /// to do that later, so it keeps none.
+    ///
     /// # Safety
     /// `p` must be a free chunk of `seg` that is in no bin.
     #[inline(never)]
@@ -187,6 +202,7 @@ impl<S: PageSource> State<S> {
         p: *mut Chunk,
         size: usize,
         seg: *mut Segment,
+        keep: bool,
     ) -> Emptied {
         if size < MIN_SEGMENT_SPAN {
             return Emptied::No;
@@ -202,6 +218,13 @@ impl<S: PageSource> State<S> {
             if (*seg).flags & SEG_HOLDS_STATE != 0 {
                 return self.shrink_empty_segment(p, seg);
             }
+            if keep && !self.shared.is_null() && !self.spare_is_empty() {
+                self.spare = seg;
+                return Emptied::No;
+            }
+            if seg == self.spare {
+                self.spare = ptr::null_mut();
+            }
             self.unlink_segment(seg);
             let committed = (*seg).committed;
             registry::remove_segment(seg as usize);
@@ -210,6 +233,22 @@ impl<S: PageSource> State<S> {
             self.sub_footprint(committed);
         }
         Emptied::Released
+    }
+
+    /// Is [`spare`](State::spare) a segment that is still empty (one free
+    /// chunk from its first chunk to its fencepost)?
+    fn spare_is_empty(&self) -> bool {
+        let seg = self.spare;
+        if seg.is_null() || seg == self.top_seg {
+            return false;
+        }
+        // SAFETY: the spare is a live segment of this heap (it is cleared
+        // before its segment is unmapped), tiled by chunks.
+        unsafe {
+            let p = Segment::first_chunk(seg);
+            let head = Chunk::head(p);
+            !head.cinuse() && Chunk::plus_offset(p, head.size()) == Segment::fencepost(seg)
+        }
     }
 
     /// Decommits an empty segment down to one granule, leaving one free
@@ -299,7 +338,8 @@ impl<S: PageSource> State<S> {
     }
 
     /// Puts free chunk `p` (in no bin) into its bin, unless it spans a whole
-    /// segment, which is released or shrunk instead.
+    /// segment, which is released or shrunk instead (or kept, with `keep`:
+    /// see [`release_if_empty`](Self::release_if_empty)).
     ///
     /// # Safety
     /// `p` must be a free chunk of `seg` that is in no bin and is not dv.
@@ -309,10 +349,11 @@ impl<S: PageSource> State<S> {
         p: *mut Chunk,
         size: usize,
         seg: *mut Segment,
+        keep: bool,
     ) {
         // SAFETY: forwarded to the caller.
         unsafe {
-            match self.release_if_empty(p, size, seg) {
+            match self.release_if_empty(p, size, seg, keep) {
                 Emptied::No => self.insert_chunk(p, size),
                 Emptied::Shrunk(n) => self.insert_chunk(p, n),
                 Emptied::Released => {}
@@ -348,7 +389,7 @@ impl<S: PageSource> State<S> {
                     } else {
                         self.unlink_chunk(p, size);
                     }
-                    self.bin_unless_released(p, size, seg);
+                    self.bin_unless_released(p, size, seg, false);
                 }
                 seg = next;
             }

@@ -129,6 +129,7 @@ impl<S: PageSource> Heap<S> {
                 top,
                 top_seg: seg,
                 segments: seg,
+                spare: ptr::null_mut(),
                 direct: ptr::null_mut(),
                 direct_count: 0,
                 direct_bytes: 0,

@@ -125,6 +125,11 @@ pub struct State<S: PageSource> {
     pub(crate) top_seg: *mut Segment,
     /// All segments of the heap, newest first.
     pub(crate) segments: *mut Segment,
+    /// The segment a free left empty and kept instead of unmapping it
+    /// (see `release_if_empty`), or null. It may have been used again
+    /// since: `release_if_empty` looks before it trusts it. Cleared before
+    /// its segment is unmapped.
+    pub(crate) spare: *mut Segment,
     /// Live direct chunks (doubly linked through their mapping headers).
     pub(crate) direct: *mut MmapHeader,
     pub(crate) direct_count: usize,
