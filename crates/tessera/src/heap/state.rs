@@ -125,11 +125,6 @@ pub struct State<S: PageSource> {
     pub(crate) top_seg: *mut Segment,
     /// All segments of the heap, newest first.
     pub(crate) segments: *mut Segment,
-    /// The segment a free left empty and kept instead of unmapping it
-    /// (see `release_if_empty`), or null. It may have been used again
-    /// since: `release_if_empty` looks before it trusts it. Cleared before
-    /// its segment is unmapped.
-    pub(crate) spare: *mut Segment,
     /// Live direct chunks (doubly linked through their mapping headers).
     pub(crate) direct: *mut MmapHeader,
     pub(crate) direct_count: usize,
@@ -183,6 +178,11 @@ pub struct State<S: PageSource> {
     /// lowered as they fall; the next purge waits until they exceed it by
     /// `DIRTY_FLOOR`. Written under the lock.
     pub(crate) dirty_mark: usize,
+    /// The segment a free left empty and kept instead of unmapping it
+    /// (see `release_if_empty`), or null. It may have been used again
+    /// since: `release_if_empty` looks before it trusts it. Cleared before
+    /// its segment is unmapped.
+    pub(crate) spare: *mut Segment,
     /// The expensive tier of checks (see `debug`).
     pub(crate) debug: DebugConfig,
     /// The arena's quick lists (see `super::quick`); null for a
