@@ -107,7 +107,9 @@ int main(void) {
     struct mallinfo2 m3 = mallinfo2();
     CHECK(m3.ordblks + m3.smblks > m2.ordblks + m2.smblks);
     CHECK(m3.fsmblks <= m3.fordblks && m3.fsmblks % 16 == 0);
-    CHECK(m3.uordblks + N / 2 * 200 <= m2.uordblks);
+    /* (Less what the thread cache keeps of the class, which mallinfo
+       counts as in use: at most 512 entries of 208 bytes.) */
+    CHECK(m3.uordblks + N / 2 * 200 <= m2.uordblks + 512 * 208);
     info_xml();
     CHECK(strstr(xml, "<size from=\"208\" to=\"208\"") != NULL);
 

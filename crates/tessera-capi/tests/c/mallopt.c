@@ -116,10 +116,13 @@ static void in_child(const char *what, void (*f)(void)) {
 static size_t parked_after_frees(size_t size) {
     CHECK(malloc_trim(0) >= 0); /* nothing parked before */
     CHECK(mallinfo2().fsmblks == 0);
-    void *p[200];
-    for (int i = 0; i < 200; i++)
+    /* More than a thread cache class holds (512 entries at most), so that
+       frees overflow it and flush to the arena. */
+    enum { K = 2000 };
+    static void *p[K];
+    for (int i = 0; i < K; i++)
         CHECK((p[i] = malloc(size)) != NULL);
-    for (int i = 0; i < 200; i++)
+    for (int i = 0; i < K; i++)
         free(p[i]);
     return mallinfo2().fsmblks;
 }

@@ -87,13 +87,14 @@ static void *run(void *arg) {
         puts("overflow: free returned");
         fflush(stdout);
     } else if (strcmp(which, "parked-A") == 0) {
-        /* 200 blocks of 40 bytes (48-byte chunks); x and its successor n
-         * stay. 64 frees of others fill the class at least once, so that a
-         * flush has left it more than half full; then n; then 31 more
-         * frees fill it again and the flush that follows gives the most
-         * recent half, n among them, to the arena, which parks it. */
-        enum { N = 200 };
-        char *b[N];
+        /* N blocks of 40 bytes (48-byte chunks); x and its successor n
+         * stay. CAP frees of others (CAP: the thread cache's capacity for
+         * the class, 512) fill the class at least once, so that a flush has
+         * left it more than half full; then n; then CAP / 2 - 1 more frees
+         * fill it again and the flush that follows gives the most recent
+         * half, n among them, to the arena, which parks it. */
+        enum { N = 1200, CAP = 512 };
+        static char *b[N];
         for (int i = 0; i < N; i++)
             CHECK((b[i] = malloc(40)) != NULL);
         size_t step = malloc_usable_size(b[0]) + 8;
@@ -109,12 +110,12 @@ static void *run(void *arg) {
                 }
         CHECK(xi >= 0);
         int freed = 0;
-        for (int i = 0; i < N && freed < 64 + 31; i++) {
+        for (int i = 0; i < N && freed < CAP + CAP / 2 - 1; i++) {
             if (i == xi || i == ni)
                 continue;
             free(b[i]);
             b[i] = NULL;
-            if (++freed == 64)
+            if (++freed == CAP)
                 free(b[ni]);
         }
         char *x = b[xi], *next = x + step;
