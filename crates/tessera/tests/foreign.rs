@@ -22,7 +22,7 @@ fn free_all(blocks: &[usize]) {
 
 #[test]
 fn a_few_foreign_blocks_go_home_and_a_stream_is_adopted() {
-    // More than a cache class holds (512), so the worker's frees overflow.
+    // More than a cache class holds (256), so the worker's frees overflow.
     const N: usize = 2000;
     /// Fewer than a foreign list holds (`tcache::FOREIGN_COUNT`, 8).
     const FEW: usize = 5;

@@ -108,8 +108,8 @@ int main(void) {
     CHECK(m3.ordblks + m3.smblks > m2.ordblks + m2.smblks);
     CHECK(m3.fsmblks <= m3.fordblks && m3.fsmblks % 16 == 0);
     /* (Less what the thread cache keeps of the class, which mallinfo
-       counts as in use: at most 512 entries of 208 bytes.) */
-    CHECK(m3.uordblks + N / 2 * 200 <= m2.uordblks + 512 * 208);
+       counts as in use: at most 256 entries of 208 bytes.) */
+    CHECK(m3.uordblks + N / 2 * 200 <= m2.uordblks + 256 * 208);
     info_xml();
     CHECK(strstr(xml, "<size from=\"208\" to=\"208\"") != NULL);
 

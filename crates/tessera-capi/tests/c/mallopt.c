@@ -116,7 +116,7 @@ static void in_child(const char *what, void (*f)(void)) {
 static size_t parked_after_frees(size_t size) {
     CHECK(malloc_trim(0) >= 0); /* nothing parked before */
     CHECK(mallinfo2().fsmblks == 0);
-    /* More than a thread cache class holds (512 entries at most), so that
+    /* More than a thread cache class holds (256 entries at most), so that
        frees overflow it and flush to the arena. */
     enum { K = 2000 };
     static void *p[K];

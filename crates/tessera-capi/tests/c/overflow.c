@@ -89,11 +89,11 @@ static void *run(void *arg) {
     } else if (strcmp(which, "parked-A") == 0) {
         /* N blocks of 40 bytes (48-byte chunks); x and its successor n
          * stay. CAP frees of others (CAP: the thread cache's capacity for
-         * the class, 512) fill the class at least once, so that a flush has
+         * the class, 256) fill the class at least once, so that a flush has
          * left it more than half full; then n; then CAP / 2 - 1 more frees
          * fill it again and the flush that follows gives the most recent
          * half, n among them, to the arena, which parks it. */
-        enum { N = 1200, CAP = 512 };
+        enum { N = 1200, CAP = 256 };
         static char *b[N];
         for (int i = 0; i < N; i++)
             CHECK((b[i] = malloc(40)) != NULL);

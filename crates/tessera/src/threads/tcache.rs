@@ -149,18 +149,19 @@ pub const fn medium_size(i: usize) -> usize {
     (1 << k) + j * (1 << (k - MEDIUM_STEPS_LOG))
 }
 
-/// Entries allowed per class: about 32 KiB worth, between 32 and 512 (far
+/// Entries allowed per class: about 16 KiB worth, between 32 and 256 (far
 /// more than glibc's 7: a random mix of sizes then rarely empties or
 /// overfills a class, which would cost a trip to the arena, and a program
 /// that frees a run of hundreds of blocks of one size and allocates them
-/// again keeps them here; refills start small and double, so a class
-/// fills only as far as the program frees into it). Measured against
+/// again keeps most of them here; refills start small and double, so a
+/// class fills only as far as the program frees into it). Measured against
 /// 8 KiB worth between 16 and 64 (`tessera-bench shapes --reps 5`, side by
-/// side, 7 Dec 2026): time sh6 0.66 -> 0.55 x glibc, sh8 0.77 -> 0.69,
-/// xmalloc 0.69 -> 0.56, python 0.99 -> 0.95, geomean 0.82 -> 0.78; peak
-/// RSS sh8 1.31 -> 1.40, larson-4k 1.01 -> 1.11, python 1.11 -> 1.16,
-/// geomean 1.04 -> 1.06. (64 KiB worth, up to 1024 entries, was faster
-/// still on sh6 and dearer in memory; 16 KiB, up to 256, in between.)
+/// side, 7 Dec 2026): time sh6 0.66 -> 0.61 x glibc, sh8 0.77 -> 0.71,
+/// xmalloc 0.69 -> 0.59, geomean 0.82 -> 0.79; peak RSS sh8 1.31 -> 1.37,
+/// larson-4k 1.01 -> 1.07, python 1.11 -> 1.14, geomean 1.04 -> 1.05. 32
+/// KiB worth (up to 512) was faster still (sh6 0.55, xmalloc 0.56) but
+/// held up to 2.1 MiB per thread, which every idle thread keeps, and took
+/// the in-process suite's xmalloc x4 peak from 1.7 to 2.4 x glibc.
 ///
 /// Medium classes: about 64 KiB worth, between 2 and 8 (and all of them
 /// together within [`MEDIUM_BUDGET`]).
@@ -171,12 +172,12 @@ pub const MAX_COUNT: [u16; NCLASSES] = {
     let mut c = 0;
     while c < NSMALL {
         let size = MIN_CHUNK_SIZE + 16 * c;
-        let mut n = 32768 / size;
+        let mut n = 16384 / size;
         if n < 32 {
             n = 32;
         }
-        if n > 512 {
-            n = 512;
+        if n > 256 {
+            n = 256;
         }
         m[c] = n as u16;
         c += 1;
@@ -223,7 +224,7 @@ pub const MAX_CACHED_BYTES: usize = {
     total
 };
 
-const _: () = assert!(MAX_CACHED_BYTES < 3 << 20);
+const _: () = assert!(MAX_CACHED_BYTES < 3 << 19);
 
 /// After `fork` only the forking thread exists: [`LIVE_CACHES`] counts
 /// its cache alone (or none), so a single-threaded child does not start a
@@ -1600,7 +1601,7 @@ mod tests {
             assert_eq!(MIN_CHUNK_SIZE + 16 * c, request2size(size), "size {size}");
             assert_eq!(c, class_of(request2size(size)));
         }
-        assert!(MAX_COUNT[..NSMALL].iter().all(|&n| (32..=512).contains(&n)));
+        assert!(MAX_COUNT[..NSMALL].iter().all(|&n| (32..=256).contains(&n)));
     }
 
     #[test]
