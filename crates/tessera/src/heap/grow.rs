@@ -218,7 +218,7 @@ impl<S: PageSource> State<S> {
             if (*seg).flags & SEG_HOLDS_STATE != 0 {
                 return self.shrink_empty_segment(p, seg);
             }
-            if keep && !self.shared.is_null() && !self.spare_is_empty() {
+            if keep && self.is_arena() && !self.spare_is_empty() {
                 self.spare = seg;
                 return Emptied::No;
             }
@@ -233,6 +233,13 @@ impl<S: PageSource> State<S> {
             self.sub_footprint(committed);
         }
         Emptied::Released
+    }
+
+    /// Is this heap an arena of the process allocator (not a standalone
+    /// heap)? Arenas share a footprint count; standalone heaps have none.
+    #[inline]
+    pub(crate) fn is_arena(&self) -> bool {
+        !self.shared.is_null()
     }
 
     /// Is [`spare`](State::spare) a segment that is still empty (one free

@@ -38,7 +38,7 @@
 //! Nothing of this is on the fast paths.
 
 use crate::sys::lock::RawLock;
-use crate::threads::arena::{self, Arena, MAX_ARENAS};
+use crate::threads::arena::{self, Arena, DIRTY_FLOOR, MAX_ARENAS};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// How often the background thread looks at the arenas, and the least time
@@ -47,7 +47,6 @@ pub const TICK_MS: u64 = 100;
 /// Idle time after which an arena gives back everything it holds, by
 /// default.
 pub const DEFAULT_DELAY_MS: usize = 1000;
-pub use crate::threads::arena::DIRTY_FLOOR;
 
 static DELAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_DELAY_MS);
 
