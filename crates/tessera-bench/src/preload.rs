@@ -47,6 +47,22 @@ pub struct Door {
 }
 
 impl Door {
+    /// A door that preloads `lib` with `env` set; `about` gets the
+    /// environment appended (` KEY=VALUE` each), so tables tell apart two
+    /// doors of one library.
+    fn preloading(name: &str, lib: PathBuf, env: Vec<(String, String)>, about: String) -> Door {
+        let mut about = about;
+        for (k, v) in &env {
+            about.push_str(&format!(" {k}={v}"));
+        }
+        Door {
+            name: name.to_string(),
+            lib: Some(lib),
+            env,
+            about,
+        }
+    }
+
     /// glibc: no preload.
     pub fn glibc() -> Door {
         Door {
@@ -192,20 +208,9 @@ pub fn system_door(name: &str) -> Option<Result<Door, String>> {
             let version = package_version(s.package)
                 .map(|v| format!("{} {v}", s.package))
                 .unwrap_or_else(|| s.file.to_string());
-            let mut about = format!("{} ({version})", lib.display());
-            for (k, v) in s.env {
-                about.push_str(&format!(" {k}={v}"));
-            }
-            Ok(Door {
-                name: s.name.into(),
-                lib: Some(lib),
-                env: s
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                about,
-            })
+            let about = format!("{} ({version})", lib.display());
+            let env = s.env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            Ok(Door::preloading(s.name, lib, env.collect(), about))
         }
         None => Err(format!(
             "{name}: {} not found; install the Debian package `{}` (apt-get install -y {})",
@@ -236,16 +241,8 @@ pub fn custom_door(spec: &str) -> Option<Result<Door, String>> {
     // relative LD_PRELOAD path would name nothing.
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
     Some(if path.is_file() {
-        let mut about = describe_file(&path);
-        for (k, v) in &env {
-            about.push_str(&format!(" {k}={v}"));
-        }
-        Ok(Door {
-            name: name.to_string(),
-            about,
-            lib: Some(path),
-            env,
-        })
+        let about = describe_file(&path);
+        Ok(Door::preloading(name, path, env, about))
     } else {
         Err(format!("{name}: no file {}", path.display()))
     })
@@ -342,12 +339,7 @@ pub fn tessera_door(how: &TesseraLib) -> Result<Door, String> {
         }
     }
     let lib = lib.canonicalize().unwrap_or(lib);
-    Ok(Door {
-        name: "tessera".into(),
-        lib: Some(lib),
-        env: Vec::new(),
-        about,
-    })
+    Ok(Door::preloading("tessera", lib, Vec::new(), about))
 }
 
 fn build_tessera(profile_dir: &Path) -> Result<(), String> {
