@@ -293,7 +293,8 @@ pub enum Tunable {
     /// which is the default).
     MaxFast,
     /// M_ARENA_TEST: without M_ARENA_MAX, this many arenas may exist
-    /// before the number of cores limits them (default 8; at least 1).
+    /// before the number of cores limits them (default: none, the cores
+    /// decide; glibc's is 8; at least 1).
     ArenaTest,
 }
 
