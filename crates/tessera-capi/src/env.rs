@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `TESSERA_MMAP_THRESHOLD` | size (max 32M) | 256K |
 //! | `TESSERA_TRIM_THRESHOLD` | size | 2M |
-//! | `TESSERA_ARENA_MAX` | count (0 = 2 x cores) | 0 |
+//! | `TESSERA_ARENA_MAX` | count (0 = 2 x cores, more with many threads: see `tessera`'s `arena::limit`) | 0 |
 //! | `TESSERA_TCACHE_MEDIUM` | size (max 16M; 0 = no medium classes) | 128K |
 //! | `TESSERA_CHECK` | 0, 1 or 2 | 0 |
 //! | `TESSERA_CHECK_PERIOD` | count (with `TESSERA_CHECK=2`) | 1000 |

@@ -7,8 +7,9 @@
 //! - **binding**: each thread uses one arena for its allocations (kept in a
 //!   thread-local of this module, `BOUND`), chosen when the thread first
 //!   needs one: an arena no thread is attached to (an exited thread's),
-//!   else a new one while under the limit (default 2 x cores; glibc's
-//!   M_ARENA_MAX default is 8 x cores: see `limit` for why fewer), else
+//!   else a new one while under the limit (default 2 x cores, or one per
+//!   two threads once there are more; glibc's M_ARENA_MAX default is 8 x
+//!   cores: see `limit` for why fewer), else
 //!   the arena with the fewest threads, and of those the one locked least
 //!   often so far. A thread that finds its arena locked waits for it (see
 //!   `lock_contended` for why it does not move).
@@ -63,7 +64,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
-/// Hard cap on arenas (the default limit is 2 x cores, below this).
+/// Hard cap on arenas (the default limit, see [`limit`], is below this).
 pub const MAX_ARENAS: usize = 128;
 const _: () = assert!(MAX_ARENAS <= registry::MAX_ARENA_TAG as usize);
 
@@ -232,17 +233,19 @@ pub(crate) fn update_config(f: impl FnOnce(&mut Config)) {
     });
 }
 
-/// The arena limit in effect: M_ARENA_MAX if set, else 2 x cores or
-/// M_ARENA_TEST, whichever is more (glibc consults the number of cores
-/// only once more than M_ARENA_TEST arenas exist; its M_ARENA_TEST
-/// defaults to 8, Tessera's to none, so that the cores decide).
+/// The arena limit in effect: M_ARENA_MAX if set, else 2 x cores, or one
+/// arena per two threads once there are more than 4 x cores of them (at
+/// most 8 x cores, glibc's limit), or M_ARENA_TEST, whichever is more
+/// (glibc consults the number of cores only once more than M_ARENA_TEST
+/// arenas exist; its M_ARENA_TEST defaults to 8, Tessera's to none, so
+/// that the cores decide).
 pub(crate) fn limit() -> usize {
     let l = LIMIT.load(Ordering::Relaxed);
     if l != 0 {
         return l.min(MAX_ARENAS);
     }
     // SAFETY: sysconf has no preconditions and does not allocate.
-    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     // 2 x cores, not glibc's 8 x cores: every arena keeps its own free
     // memory, which other arenas cannot use, so fewer and fuller arenas
     // hold less. Measured (tessera-bench shapes and service, 2 cores, one
@@ -252,9 +255,30 @@ pub(crate) fn limit() -> usize {
     // (time geomean 0.90 against 0.92); with 1 x cores 1.03 x and 2.3 x,
     // but the 4-thread shapes ran up to 60% slower (threads waiting for
     // shared arenas).
-    (2 * cores.max(1) as usize)
+    //
+    // But more than two threads to an arena wait for each other more than
+    // fuller arenas save: 16 threads on 2 cores (4 arenas) ran sh8 at 1.71
+    // x glibc's time and sh6 at 0.78; one arena per two threads (8), 0.69
+    // and 0.65, for peak RSS 1.10 -> 1.15 and 1.08 -> 1.10 x glibc
+    // (`tessera-bench shapes --cores 8`, 7 Dec 2026). The service workload
+    // (8 threads and the main one on 2 cores) keeps its 4 arenas.
+    // (The threads bound, and the one asking.)
+    let threads = threads_bound() + 1;
+    let per_two_threads = (threads / 2).min(8 * cores);
+    (2 * cores)
+        .max(per_two_threads)
         .max(ARENA_TEST.load(Ordering::Relaxed))
         .min(MAX_ARENAS)
+}
+
+/// Threads bound to an arena now (exited threads are not).
+fn threads_bound() -> usize {
+    (0..count())
+        .map(get)
+        .filter(|a| !a.is_null())
+        // SAFETY: arenas are never freed.
+        .map(|a| unsafe { (*a).attached.load(Ordering::Relaxed) })
+        .sum()
 }
 
 /// Sets M_ARENA_MAX (0 = default). Existing arenas stay.

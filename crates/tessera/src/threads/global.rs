@@ -269,7 +269,8 @@ pub enum Tunable {
     TopPad,
     /// M_MMAP_MAX.
     MmapMax,
-    /// M_ARENA_MAX (0 = default, 2 x cores).
+    /// M_ARENA_MAX (0 = default: 2 x cores, or one arena per two threads
+    /// once there are more than 4 x cores of them, at most 8 x cores).
     ArenaMax,
     /// Bytes each thread may keep in the medium classes of its cache
     /// (1-64 KiB blocks; default 128 KiB, at most 16 MiB). 0 turns the
