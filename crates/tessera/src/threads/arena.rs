@@ -11,8 +11,9 @@
 //!   two threads once there are more; glibc's M_ARENA_MAX default is 8 x
 //!   cores: see `limit` for why fewer), else
 //!   the arena with the fewest threads, and of those the one locked least
-//!   often so far. A thread that finds its arena locked waits for it (see
-//!   `lock_contended` for why it does not move).
+//!   often so far. A thread that finds its arena locked waits for it,
+//!   unless another arena, free right now, has fewer threads than its own
+//!   (see `lock_contended` for why it moves so rarely).
 //! - **owner**: the arena a chunk belongs to: the segment record at
 //!   `chunk & !(SEGMENT_SIZE - 1)` names it (one mask, one load, no bytes
 //!   per chunk), or the mapping header for a direct chunk.
@@ -713,20 +714,45 @@ fn lock_for_thread(bound: &mut *mut Arena) -> *mut Arena {
 #[inline(never)]
 fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
     let a = *bound;
-    // A thread waits for its own arena, shared or not, as glibc's threads
-    // do. Until 7 Dec 2026 a thread that found a shared arena locked moved
-    // to whichever arena was free at that moment; that spread each
-    // thread's memory over every arena it ever found busy, and with more
-    // threads than arenas kept them hopping, each hop making the thread's
-    // older blocks another arena's. 16 threads on 2 cores (4 arenas), child
-    // runs side by side: sh6 0.44 s moving, 0.23 waiting (glibc 0.31), peak
-    // RSS 19.2 -> 15.1 MiB; sh8 0.58 -> 0.47 s (glibc 0.54), 34.4 -> 26.8
-    // MiB. Even a thread alone on its arena used to move when a visitor
-    // (another thread's cache flushing chunks home, the decay pass) held
-    // it: xmalloc's producers moved 119 times in a run and grew four arenas
-    // instead of two.
+    // A thread waits for its own arena unless another arena that is free
+    // right now has fewer threads than its own: moves only even out the
+    // load, so they stop once it is even. Until 7 Dec 2026 a thread that
+    // found a shared arena locked moved to whichever arena was free at that
+    // moment; that spread each thread's memory over every arena it ever
+    // found busy, and with more threads than arenas kept them hopping, each
+    // hop making the thread's older blocks another arena's. 16 threads on 2
+    // cores (4 arenas), child runs side by side: sh6 0.44 s moving, 0.23
+    // waiting (glibc 0.31), peak RSS 19.2 -> 15.1 MiB; sh8 0.58 -> 0.47 s
+    // (glibc 0.54), 34.4 -> 26.8 MiB. Never moving (waiting like glibc's
+    // threads) left a thread that shared a busy arena next to one whose
+    // thread only waits in `join` (the in-process suite's churn x4: 1.02-1.17
+    // x glibc's time in three runs, against 0.91-0.96 moving and 0.93-0.96
+    // with this rule). A thread alone on its arena always waits: the holder
+    // is a visitor (another thread's cache flushing chunks home, the decay
+    // pass); xmalloc's producers, which used to move then, moved 119 times
+    // in a run and grew four arenas instead of two.
     // SAFETY: arenas are never freed.
     if unsafe { !(*a).abandoned } && !FORKING.load(Ordering::Acquire) {
+        // SAFETY: as above.
+        let mine = unsafe { (*a).attached.load(Ordering::Relaxed) };
+        if mine > 1 {
+            for i in 0..count() {
+                let b = get(i);
+                // SAFETY: arenas are never freed.
+                if !b.is_null()
+                    && b != a
+                    && unsafe {
+                        !(*b).abandoned
+                            && (*b).attached.load(Ordering::Relaxed) < mine
+                            && try_lock(b)
+                    }
+                {
+                    rebind(a, b);
+                    *bound = b;
+                    return b;
+                }
+            }
+        }
         return wait_for(a);
     }
     // A fork is under way (no thread may wait for a lock the forker holds:
