@@ -11,9 +11,10 @@
 //!   two threads once there are more; glibc's M_ARENA_MAX default is 8 x
 //!   cores: see `limit` for why fewer), else
 //!   the arena with the fewest threads, and of those the one locked least
-//!   often so far. A thread that finds its arena locked waits for it,
-//!   unless another arena, free right now, has fewer threads than its own
-//!   (see `lock_contended` for why it moves so rarely).
+//!   often so far. A thread that finds its arena locked waits for it; one
+//!   that has waited for its shared arena many times moves to an arena,
+//!   free right now, with fewer threads than its own (see
+//!   `lock_contended` for why it moves so rarely).
 //! - **owner**: the arena a chunk belongs to: the segment record at
 //!   `chunk & !(SEGMENT_SIZE - 1)` names it (one mask, one load, no bytes
 //!   per chunk), or the mapping header for a direct chunk.
@@ -592,7 +593,15 @@ std::thread_local! {
     /// thread-pointer-relative load and it stays readable while the
     /// thread's exit hooks run.
     static BOUND: Cell<*mut Arena> = const { Cell::new(ptr::null_mut()) };
+    /// Times this thread has waited for its shared arena since it started
+    /// or last moved (see `lock_contended`).
+    static WAITS: Cell<u32> = const { Cell::new(0) };
 }
+
+/// Waits for its shared arena after which a thread may move to a less
+/// loaded one (see `lock_contended`): contention that lasts, not a
+/// moment's.
+const MOVE_AFTER: u32 = 256;
 
 /// The calling thread's arena (null if it has none yet).
 #[inline]
@@ -714,28 +723,35 @@ fn lock_for_thread(bound: &mut *mut Arena) -> *mut Arena {
 #[inline(never)]
 fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
     let a = *bound;
-    // A thread waits for its own arena unless another arena that is free
-    // right now has fewer threads than its own: moves only even out the
-    // load, so they stop once it is even. Until 7 Dec 2026 a thread that
-    // found a shared arena locked moved to whichever arena was free at that
-    // moment; that spread each thread's memory over every arena it ever
-    // found busy, and with more threads than arenas kept them hopping, each
-    // hop making the thread's older blocks another arena's. 16 threads on 2
-    // cores (4 arenas), child runs side by side: sh6 0.44 s moving, 0.23
-    // waiting (glibc 0.31), peak RSS 19.2 -> 15.1 MiB; sh8 0.58 -> 0.47 s
+    // A thread waits for its own arena. Only a thread that has waited for
+    // its shared arena [`MOVE_AFTER`] times since it last moved may move,
+    // and only to an arena that is free right now and has fewer threads
+    // than its own. Until 7 Dec 2026 a thread that found a shared arena
+    // locked moved to whichever arena was free at that moment; that spread
+    // each thread's memory over every arena it ever found busy, and with
+    // more threads than arenas kept them hopping, each hop making the
+    // thread's older blocks another arena's. 16 threads on 2 cores (4
+    // arenas), child runs side by side: sh6 0.44 s moving, 0.23 never
+    // moving (glibc 0.31), peak RSS 19.2 -> 15.1 MiB; sh8 0.58 -> 0.47 s
     // (glibc 0.54), 34.4 -> 26.8 MiB. Never moving (waiting like glibc's
     // threads) left a thread that shared a busy arena next to one whose
-    // thread only waits in `join` (the in-process suite's churn x4: 1.02-1.17
-    // x glibc's time in three runs, against 0.91-0.96 moving and 0.93-0.96
-    // with this rule). A thread alone on its arena always waits: the holder
-    // is a visitor (another thread's cache flushing chunks home, the decay
-    // pass); xmalloc's producers, which used to move then, moved 119 times
-    // in a run and grew four arenas instead of two.
+    // thread only waits in `join` (the in-process suite's churn x4: 1.02 to
+    // 1.17 x glibc's time in three runs, against 0.91-0.96 moving); moving
+    // at once to a less loaded arena fixed that (0.93-0.96) but cost the
+    // service workload memory (8 threads and the main one on 4 arenas, so
+    // threads moved to even a load that cannot be even: 3.01-3.17 x its live
+    // bytes between bursts against 2.83-2.98 never moving); moving after
+    // 256 waits keeps both (churn x4 0.93-0.95, service 2.83). A thread
+    // alone on its arena always waits: the holder is a visitor (another
+    // thread's cache flushing chunks home, the decay pass); xmalloc's
+    // producers, which used to move then, moved 119 times in a run and
+    // grew four arenas instead of two.
     // SAFETY: arenas are never freed.
     if unsafe { !(*a).abandoned } && !FORKING.load(Ordering::Acquire) {
         // SAFETY: as above.
         let mine = unsafe { (*a).attached.load(Ordering::Relaxed) };
-        if mine > 1 {
+        let waits = WAITS.with(Cell::get);
+        if mine > 1 && waits >= MOVE_AFTER {
             for i in 0..count() {
                 let b = get(i);
                 // SAFETY: arenas are never freed.
@@ -749,9 +765,13 @@ fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
                 {
                     rebind(a, b);
                     *bound = b;
+                    WAITS.with(|w| w.set(0));
                     return b;
                 }
             }
+        }
+        if mine > 1 {
+            WAITS.with(|w| w.set(waits.saturating_add(1)));
         }
         return wait_for(a);
     }
