@@ -151,26 +151,30 @@ fn sharing_threads_join_the_least_used_arena_and_move_only_to_even_the_load_afte
     STEP.store(DONE, Ordering::Release);
     let idle_block = idle.join().unwrap();
 
-    assert_eq!(
-        arena_of(idle_block as *mut u8),
-        idle_arena,
-        "the idle thread has the other arena"
-    );
-    assert_eq!(
-        arena_of(first as *mut u8),
-        idle_arena,
-        "the sharer joined the arena locked least often (round robin took the first)"
-    );
-    assert_eq!(
-        arena_of(second_idle_block as *mut u8),
-        my_arena,
-        "the second idle thread joined the arena with fewer threads"
-    );
-    assert_eq!(
-        arena_of(waited as *mut u8),
-        idle_arena,
-        "the sharer waited for its arena instead of moving to one as loaded"
-    );
+    for (block, arena, what) in [
+        (
+            idle_block,
+            idle_arena,
+            "the idle thread has the other arena",
+        ),
+        (
+            first,
+            idle_arena,
+            "the sharer joined the arena locked least often (round robin took the first)",
+        ),
+        (
+            second_idle_block,
+            my_arena,
+            "the second idle thread joined the arena with fewer threads",
+        ),
+        (
+            waited,
+            idle_arena,
+            "the sharer waited for its arena instead of moving to one as loaded",
+        ),
+    ] {
+        assert_eq!(arena_of(block as *mut u8), arena, "{what}");
+    }
     let moved_at = MOVED_AT.load(Ordering::Acquire);
     assert!(moved != 0, "the sharer never moved in {MAX_ROUNDS} rounds");
     assert_eq!(
