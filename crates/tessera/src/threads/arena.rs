@@ -9,9 +9,8 @@
 //!   needs one: an arena no thread is attached to (an exited thread's),
 //!   else a new one while under the limit (default 2 x cores, or one per
 //!   two threads once there are more; glibc's M_ARENA_MAX default is 8 x
-//!   cores: see `limit` for why fewer), else
-//!   the arena with the fewest threads, and of those the one locked least
-//!   often so far. A thread that finds its arena locked waits for it; one
+//!   cores: see `limit` for why fewer), else the arena with the fewest
+//!   threads, and of those the one locked least often so far. A thread that finds its arena locked waits for it; one
 //!   that has waited for its shared arena many times moves to an arena,
 //!   free right now, with fewer threads than its own (see
 //!   `lock_contended` for why it moves so rarely).
