@@ -223,7 +223,17 @@ fn small_blocks_handed_around_a_ring_stay_intact() {
                         freed += 1;
                     }
                 }
+                // Then everything the thread before sends until it is done
+                // (its sender dropped, also if it panics), so that how the
+                // threads were scheduled does not decide how many blocks
+                // they free.
                 drop(next_tx);
+                for b in rx.iter() {
+                    verify(b);
+                    // SAFETY: ownership came with the message.
+                    unsafe { global::free(b.0 as *mut u8) };
+                    freed += 1;
+                }
                 (mine, rx, freed)
             })
         })
