@@ -623,7 +623,8 @@ fn bind_current() {
 }
 
 /// Locks the calling thread's arena (binding one first if it has none),
-/// moving the binding if that arena is contended. Null only while another
+/// waiting for it if it is locked, or moving the binding as
+/// `lock_contended` allows. Null only while another
 /// thread forks and every arena is taken: the caller then falls back to an
 /// orphan mapping.
 pub(crate) fn lock_current() -> *mut Arena {
@@ -699,8 +700,9 @@ fn retry_elsewhere(tried: *mut Arena, f: &dyn Fn(&mut Arena) -> *mut u8) -> *mut
 }
 
 /// Locks an arena for a thread bound to `*bound` (binding one if null),
-/// moving the binding if it is contended. Null only while another thread
-/// forks and every arena is taken.
+/// waiting for it if it is locked, or moving the binding as
+/// `lock_contended` allows. Null only while another thread forks and every
+/// arena is taken.
 fn lock_for_thread(bound: &mut *mut Arena) -> *mut Arena {
     if bound.is_null() {
         *bound = bind_new_thread();
