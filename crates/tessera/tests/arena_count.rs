@@ -1,8 +1,8 @@
 //! How many arenas the default limit allows (see `threads::arena`,
 //! `limit`): 2 x cores while there are few threads, one per two threads
 //! once there are more than 4 x cores of them (up to 8 x cores, and never
-//! more than 128 arenas). One test,
-//! so that nothing else in this process binds to the arenas meanwhile.
+//! more than 128 arenas). One test, so that nothing else in this process
+//! binds to the arenas meanwhile.
 
 use std::sync::Barrier;
 use tessera::global;
