@@ -182,17 +182,18 @@ impl<S: PageSource> State<S> {
     /// With `keep` (a free, not a sweep) in an arena of the process
     /// allocator, the segment is kept as it is, the heap's
     /// [`spare`](State::spare), unless the spare it has is still empty (so
-    /// one empty segment at a time waits for reuse): a program that frees the last block of a segment and then
-    /// allocates as much again (large blocks replaced one by one) would
-    /// otherwise unmap the segment and fault a new one in at every turn
-    /// (dlmalloc itself looks for empty segments only every 4095 frees).
-    /// Measured on the `large` shape: 92.5 k page faults -> 76.8 k, time
-    /// -15 to -20%, peak RSS 181 -> 161 MB. Keeping every empty segment
-    /// within the trim threshold, or one while no other segment is empty
-    /// (found by a walk), faulted less (68.8 k) but peaked at 204 MB. A kept segment goes back with the rest: decay purges its pages
-    /// like any free chunk's, and the sweeps (`release_unused_segments`:
-    /// idle return, `malloc_trim`) unmap it. A standalone heap has no decay
-    /// to do that later, so it keeps none.
+    /// one empty segment at a time waits for reuse): a program that frees
+    /// the last block of a segment and then allocates as much again (large
+    /// blocks replaced one by one) would otherwise unmap the segment and
+    /// fault a new one in at every turn (dlmalloc itself looks for empty
+    /// segments only every 4095 frees). Measured on the `large` shape: 92.5
+    /// k page faults -> 76.8 k, time -15 to -20%, peak RSS 181 -> 161 MB.
+    /// Keeping every empty segment within the trim threshold, or one while
+    /// no other segment is empty (found by a walk), faulted less (68.8 k)
+    /// but peaked at 204 MB. A kept segment goes back with the rest: decay
+    /// purges its pages like any free chunk's, and the sweeps
+    /// (`release_unused_segments`: idle return, `malloc_trim`) unmap it. A
+    /// standalone heap has no decay to do that later, so it keeps none.
     ///
     /// # Safety
     /// `p` must be a free chunk of `seg` that is in no bin.

@@ -753,22 +753,11 @@ fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
         let mine = unsafe { (*a).attached.load(Ordering::Relaxed) };
         let waits = WAITS.with(Cell::get);
         if mine > 1 && waits >= MOVE_AFTER {
-            for i in 0..count() {
-                let b = get(i);
-                // SAFETY: arenas are never freed.
-                if !b.is_null()
-                    && b != a
-                    && unsafe {
-                        !(*b).abandoned
-                            && (*b).attached.load(Ordering::Relaxed) < mine
-                            && try_lock(b)
-                    }
-                {
-                    rebind(a, b);
-                    *bound = b;
-                    WAITS.with(|w| w.set(0));
-                    return b;
-                }
+            // SAFETY: arenas are never freed.
+            let fewer = |b: *mut Arena| unsafe { (*b).attached.load(Ordering::Relaxed) } < mine;
+            if let Some(b) = move_to_free_arena(bound, fewer) {
+                WAITS.with(|w| w.set(0));
+                return b;
             }
         }
         if mine > 1 {
@@ -779,16 +768,8 @@ fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
     // A fork is under way (no thread may wait for a lock the forker holds:
     // see the module docs) or the arena was abandoned by one: another
     // arena that is free right now, else a new one.
-    let n = count();
-    let start = (0..n).position(|i| get(i) == a).unwrap_or(0);
-    for k in 1..=n {
-        let b = get((start + k) % n);
-        // SAFETY: arenas are never freed.
-        if !b.is_null() && b != a && unsafe { !(*b).abandoned && try_lock(b) } {
-            rebind(a, b);
-            *bound = b;
-            return b;
-        }
+    if let Some(b) = move_to_free_arena(bound, |_| true) {
+        return b;
     }
     // (A new arena is locked before anyone else sees it.)
     let b = create_locked();
@@ -808,6 +789,33 @@ fn lock_contended(bound: &mut *mut Arena) -> *mut Arena {
         return lock_for_thread(bound);
     }
     wait_for(a)
+}
+
+/// Moves the binding `*bound` to another arena that `accept`s, is not
+/// abandoned and whose lock is free right now (taken here), looking from
+/// the arena after the current one; returns it locked, or `None`.
+fn move_to_free_arena(
+    bound: &mut *mut Arena,
+    accept: impl Fn(*mut Arena) -> bool,
+) -> Option<*mut Arena> {
+    let a = *bound;
+    let n = count();
+    let start = (0..n).position(|i| get(i) == a).unwrap_or(0);
+    for k in 1..=n {
+        let b = get((start + k) % n);
+        // SAFETY: arenas are never freed.
+        if !b.is_null()
+            && b != a
+            && unsafe { !(*b).abandoned }
+            && accept(b)
+            && unsafe { try_lock(b) }
+        {
+            rebind(a, b);
+            *bound = b;
+            return Some(b);
+        }
+    }
+    None
 }
 
 /// Locks the thread's own arena `a`, waiting, unless a fork needs every
